@@ -3,6 +3,6 @@ module github.com/eci-dev/eci
 go 1.26.0
 
 require (
-	github.com/opencontainers/runtime-spec v1.3.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	github.com/opencontainers/runtime-spec v1.3.0
+	golang.org/x/sys v0.50.0
 )
