@@ -1,0 +1,374 @@
+//go:build linux
+
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/eci-dev/eci/runtime/config"
+	"github.com/eci-dev/eci/runtime/harden"
+	"github.com/eci-dev/eci/runtime/idalloc"
+	"github.com/eci-dev/eci/runtime/idmap"
+)
+
+// record is what eci did to a container, kept in <runDir>/containers/<id>.json until the
+// container is deleted.
+type record struct {
+	ID       string              `json:"id"`
+	RangeKey string              `json:"rangeKey"`
+	Range    idalloc.Range       `json:"range"`
+	Pod      harden.Pod          `json:"pod"`
+	Rootfs   *idmap.RootfsChange `json:"rootfs,omitempty"`
+}
+
+func recordPath(cfg config.Config, id string) string {
+	return filepath.Join(cfg.RunDir, "containers", id+".json")
+}
+
+// writeFileAtomic writes data to path through a temp file, fsync and rename.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func openAllocator(cfg config.Config) (*idalloc.Allocator, error) {
+	return idalloc.Open(filepath.Join(cfg.StateDir, "idalloc"), idalloc.Pool{Start: cfg.IDPool.Start, Size: cfg.IDPool.Size})
+}
+
+// undo is a stack of rollback steps, run newest first when create fails.
+type undo []func() error
+
+func (u *undo) push(f func() error) { *u = append(*u, f) }
+
+func (u undo) run() error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		errs = append(errs, u[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// create hardens the bundle, runs runc create (or run), and undoes everything if runc fails.
+func (r *runner) create(ctx context.Context) error {
+	var rollback undo
+	err := r.harden(&rollback)
+	if err != nil {
+		if uerr := rollback.run(); uerr != nil {
+			err = fmt.Errorf("%w (and undoing the changes failed: %v)", err, uerr)
+		}
+		return r.fail(fmt.Errorf("container %s: %w", r.inv.ID, err))
+	}
+	runErr := r.wait(ctx, r.start(r.args))
+	if runErr != nil && !(r.inv.Verb == "run" && r.containerExists(r.inv.ID)) {
+		if uerr := rollback.run(); uerr != nil {
+			r.log.Error(fmt.Errorf("container %s: runc %s failed; undoing eci's changes: %w", r.inv.ID, r.inv.Verb, uerr))
+		}
+		return runErr
+	}
+	if r.inv.Verb == "run" && !r.containerExists(r.inv.ID) {
+		// runc run without --detach deletes the container when it exits.
+		r.cleanup(r.inv.ID)
+	}
+	return runErr
+}
+
+// harden edits the bundle's config.json in place, pushing a rollback step for each change.
+func (r *runner) harden(rollback *undo) error {
+	cfg, cfgPath, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("eci-runtime settings (%s): %w", cfgPath, err)
+	}
+	bundle := r.inv.Bundle
+	if bundle == "" {
+		bundle = "."
+	}
+	if bundle, err = filepath.Abs(bundle); err != nil {
+		return err
+	}
+	specPath := filepath.Join(bundle, "config.json")
+	orig, err := os.ReadFile(specPath)
+	if err != nil {
+		return fmt.Errorf("reading bundle: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(orig, &spec); err != nil {
+		return fmt.Errorf("bundle %s: config.json is not a valid OCI spec: %w", bundle, err)
+	}
+	if spec.Linux == nil || spec.Root == nil || spec.Process == nil {
+		return fmt.Errorf("bundle %s: config.json lacks its linux, root or process section", bundle)
+	}
+	id := r.inv.ID
+	pod := harden.PodFromAnnotations(id, spec.Annotations)
+	alloc, err := openAllocator(cfg)
+	if err != nil {
+		return err
+	}
+
+	rec := record{ID: id, Pod: pod}
+	in := harden.Inputs{
+		ContainerID:     id,
+		Pod:             pod,
+		Protected:       protectedList(cfg),
+		Policy:          harden.BuiltinPolicy,
+		ResolvePath:     resolveHostPath,
+		IsHostNamespace: isHostNamespace,
+	}
+	kubeletMapped := hasUserNSMapping(&spec)
+	var userns *os.File
+	switch {
+	case kubeletMapped:
+		// The kubelet gave the pod its own range (hostUsers: false) and the CRI idmapped
+		// the rootfs; eci checks the mapping (harden.UserNamespace) and keeps it.
+	case pod.Kind == harden.Container:
+		e, ok, err := alloc.Lookup(pod.SandboxID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s: sandbox %s has no eci id range (was it created by another runtime?)", pod, pod.SandboxID)
+		}
+		nsPath, err := sandboxUserNS(r.runcRoot(), pod.SandboxID, e.Range)
+		if err != nil {
+			return fmt.Errorf("%s: %w", pod, err)
+		}
+		in.UserNS = harden.UserNS{Path: nsPath, UIDMappings: harden.RangeMapping(e.Range.Start, e.Range.Size), GIDMappings: harden.RangeMapping(e.Range.Start, e.Range.Size)}
+		rec.RangeKey, rec.Range = pod.SandboxID, e.Range
+		if userns, err = os.Open(nsPath); err != nil {
+			return fmt.Errorf("%s: opening the sandbox's user namespace: %w", pod, err)
+		}
+		defer userns.Close()
+	default:
+		pid, start, err := idalloc.SelfCreator()
+		if err != nil {
+			return err
+		}
+		rg, err := alloc.Allocate(idalloc.Entry{Key: id, RuncRoot: r.runcRoot(), CreatorPID: pid, CreatorStart: start}, cfg.IDsPerPod)
+		if err != nil {
+			return err
+		}
+		rollback.push(func() error { _, err := alloc.Release(id); return err })
+		in.UserNS = harden.UserNS{UIDMappings: harden.RangeMapping(rg.Start, rg.Size), GIDMappings: harden.RangeMapping(rg.Start, rg.Size)}
+		rec.RangeKey, rec.Range = id, rg
+		if userns, err = idmap.NewUserns(in.UserNS.UIDMappings, in.UserNS.GIDMappings); err != nil {
+			return err
+		}
+		defer userns.Close()
+	}
+
+	if err := harden.Apply(&spec, in, harden.Default()); err != nil {
+		return fmt.Errorf("%s: %w", pod, err)
+	}
+	if userns != nil {
+		if err := probeVolumes(&spec, userns); err != nil {
+			return fmt.Errorf("%s: %w", pod, err)
+		}
+		rootfs := spec.Root.Path
+		if !filepath.IsAbs(rootfs) {
+			rootfs = filepath.Join(bundle, rootfs)
+		}
+		if err := checkTraversable(rootfs, rec.Range.Start); err != nil {
+			return err
+		}
+		change, err := idmap.IDMapRootfs(rootfs, userns, rec.Range.Start, filepath.Join(cfg.RunDir, "mnt", id))
+		if err != nil {
+			return fmt.Errorf("%s: %w", pod, err)
+		}
+		rollback.push(change.Undo)
+		rec.Rootfs = change
+	}
+
+	if err := os.MkdirAll(filepath.Join(cfg.RunDir, "containers"), 0o700); err != nil {
+		return err
+	}
+	recData, _ := json.Marshal(rec)
+	if err := writeFileAtomic(recordPath(cfg, id), recData, 0o600); err != nil {
+		return fmt.Errorf("writing container record: %w", err)
+	}
+	rollback.push(func() error { return os.Remove(recordPath(cfg, id)) })
+
+	out, err := json.Marshal(&spec)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(specPath)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(specPath, out, st.Mode().Perm()); err != nil {
+		return fmt.Errorf("writing hardened config.json: %w", err)
+	}
+	rollback.push(func() error { return writeFileAtomic(specPath, orig, st.Mode().Perm()) })
+	return nil
+}
+
+func hasUserNSMapping(spec *specs.Spec) bool {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.UserNamespace {
+			return len(spec.Linux.UIDMappings) > 0 || len(spec.Linux.GIDMappings) > 0
+		}
+	}
+	return false
+}
+
+func protectedList(cfg config.Config) []harden.ProtectedPath {
+	list := harden.BuiltinProtected()
+	for _, p := range cfg.ExtraProtectedPaths {
+		list = append(list, harden.ProtectedPath{Path: p, Reason: "listed in the node's eci settings"})
+	}
+	return list
+}
+
+// resolveHostPath resolves symlinks in a host path; a path that does not resolve is
+// checked as written (runc will fail to mount it anyway).
+func resolveHostPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// isHostNamespace reports whether path is the same namespace as the host's (pid 1's) or
+// eci-runtime's own.
+func isHostNamespace(t specs.LinuxNamespaceType, path string) (bool, error) {
+	name := map[specs.LinuxNamespaceType]string{specs.PIDNamespace: "pid", specs.IPCNamespace: "ipc", specs.NetworkNamespace: "net"}[t]
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false, err
+	}
+	for _, host := range []string{"/proc/1/ns/" + name, "/proc/self/ns/" + name} {
+		var hs unix.Stat_t
+		if err := unix.Stat(host, &hs); err == nil && hs.Dev == st.Dev && hs.Ino == st.Ino {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sandboxUserNS finds the user namespace of a pod's running sandbox and checks that it maps
+// exactly the pod's range.
+func sandboxUserNS(runcRoot, sandboxID string, rg idalloc.Range) (string, error) {
+	data, err := os.ReadFile(filepath.Join(runcRoot, sandboxID, "state.json"))
+	if err != nil {
+		return "", fmt.Errorf("sandbox %s is not running: %w", sandboxID, err)
+	}
+	var st struct {
+		Pid   int    `json:"init_process_pid"`
+		Start uint64 `json:"init_process_start"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil || st.Pid <= 0 {
+		return "", fmt.Errorf("sandbox %s: unreadable runc state: %v", sandboxID, err)
+	}
+	uidMap, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", st.Pid))
+	if err != nil {
+		return "", fmt.Errorf("sandbox %s (pid %d) is not running: %w", sandboxID, st.Pid, err)
+	}
+	want := fmt.Sprintf("0 %d %d", rg.Start, rg.Size)
+	if got := strings.Join(strings.Fields(string(uidMap)), " "); got != want {
+		return "", fmt.Errorf("sandbox %s (pid %d) maps %q, not the pod's range %q", sandboxID, st.Pid, got, want)
+	}
+	return "/proc/" + strconv.Itoa(st.Pid) + "/ns/user", nil
+}
+
+// probeVolumes checks that every bind mount eci idmaps can be idmapped, so the error names
+// the path and its filesystem instead of coming from deep inside runc.
+func probeVolumes(spec *specs.Spec, userns *os.File) error {
+	for _, m := range spec.Mounts {
+		idmapped := false
+		for _, o := range m.Options {
+			idmapped = idmapped || o == "idmap" || o == "ridmap"
+		}
+		if !idmapped {
+			continue
+		}
+		if err := idmap.Probe(m.Source, userns); err != nil {
+			return fmt.Errorf("volume at %s: %w", m.Destination, err)
+		}
+	}
+	return nil
+}
+
+// checkTraversable fails early, with a clear message, when the container's root could not
+// reach its rootfs: runc needs every directory on the way to be searchable by it.
+func checkTraversable(rootfs string, hostRoot uint32) error {
+	for dir := filepath.Dir(rootfs); ; dir = filepath.Dir(dir) {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return fmt.Errorf("rootfs %s: %w", rootfs, err)
+		}
+		if st.Mode&0o001 == 0 && st.Uid != hostRoot {
+			return fmt.Errorf("rootfs %s: directory %s (mode %o) is not searchable by the container's root (host uid %d); make it o+x", rootfs, dir, st.Mode&0o7777, hostRoot)
+		}
+		if dir == "/" {
+			return nil
+		}
+	}
+}
+
+// delete runs runc delete and, once runc has no state for the container any more, undoes
+// what eci did for it: the stacked rootfs mount, the record, and the id range it owned.
+func (r *runner) delete(ctx context.Context) error {
+	err := r.wait(ctx, r.start(r.args))
+	if !r.containerExists(r.inv.ID) {
+		r.cleanup(r.inv.ID)
+	}
+	return err
+}
+
+// cleanup releases what eci holds for a container that runc no longer knows.
+func (r *runner) cleanup(id string) {
+	cfg, _, err := config.Load()
+	if err != nil {
+		r.log.Error(fmt.Errorf("container %s: cleanup: %w", id, err))
+		return
+	}
+	path := recordPath(cfg, id)
+	if data, err := os.ReadFile(path); err == nil {
+		var rec record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			r.log.Error(fmt.Errorf("container %s: cleanup: record %s: %w", id, path, err))
+		} else if rec.Rootfs != nil {
+			if err := rec.Rootfs.Release(); err != nil {
+				r.log.Error(fmt.Errorf("container %s: cleanup: %w", id, err))
+			}
+		}
+		_ = os.Remove(path)
+	}
+	alloc, err := openAllocator(cfg)
+	if err == nil {
+		_, err = alloc.Release(id)
+	}
+	if err != nil {
+		r.log.Error(fmt.Errorf("container %s: releasing its id range: %w", id, err))
+	}
+}
