@@ -216,23 +216,26 @@ func TestAllocateOwner(t *testing.T) {
 	}
 }
 
-// fakeLiveness reports the keys in dead as dead.
-type fakeLiveness struct {
+// deadKeys is a Liveness that reports the keys in its set dead.
+type deadKeys struct {
 	mu   sync.Mutex
-	dead map[string]bool
+	keys map[string]bool
 }
 
-func (f *fakeLiveness) Alive(e Entry) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return !f.dead[e.Key]
+func (d *deadKeys) liveness() Liveness {
+	return LivenessFunc(func(e Entry) bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.keys[e.Key]
+	})
 }
 
-func (f *fakeLiveness) kill(keys ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (d *deadKeys) set(keys ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.keys = map[string]bool{}
 	for _, k := range keys {
-		f.dead[k] = true
+		d.keys[k] = true
 	}
 }
 
@@ -246,8 +249,8 @@ func keys(entries []Entry) []string {
 
 func TestGC(t *testing.T) {
 	t.Parallel()
-	live := &fakeLiveness{dead: map[string]bool{}}
-	a := newAllocator(t, Pool{Start: B, Size: 3 * B}, WithLiveness(live))
+	dead := &deadKeys{}
+	a := newAllocator(t, Pool{Start: B, Size: 3 * B}, WithLiveness(dead.liveness()))
 	for _, k := range []string{"a", "b", "c"} {
 		if _, err := a.Allocate(owner(k), B); err != nil {
 			t.Fatal(err)
@@ -266,7 +269,7 @@ func TestGC(t *testing.T) {
 		t.Fatalf("GC without changes rewrote the state file (%v)", err)
 	}
 
-	live.kill("b")
+	dead.set("b")
 	released, err := a.GC()
 	if err != nil || !slices.Equal(keys(released), []string{"b"}) || released[0].Range != (Range{2 * B, B}) {
 		t.Fatalf("GC = %+v, %v; want b", released, err)
@@ -276,7 +279,7 @@ func TestGC(t *testing.T) {
 	}
 
 	// The pool is full; Allocate reclaims the dead entry a first and takes its block.
-	live.kill("a")
+	dead.set("a")
 	r, err := a.Allocate(owner("d"), B)
 	if err != nil || r != (Range{B, B}) {
 		t.Fatalf("Allocate(d) = %v, %v; want a's block", r, err)
@@ -286,9 +289,7 @@ func TestGC(t *testing.T) {
 	}
 
 	// A dead entry for the very key being allocated is replaced by a fresh one.
-	live.mu.Lock()
-	live.dead = map[string]bool{"c": true}
-	live.mu.Unlock()
+	dead.set("c")
 	if r, err := a.Allocate(owner("c"), 2*B); err != nil || r != (Range{2 * B, 2 * B}) {
 		t.Fatalf("Allocate(c) with a dead entry for c = %v, %v", r, err)
 	}

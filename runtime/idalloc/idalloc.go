@@ -214,7 +214,7 @@ func (a *Allocator) Allocate(owner Entry, size uint32) (Range, error) {
 	}
 	root := filepath.Clean(owner.RuncRoot)
 	var got Range
-	err := a.update(func(entries []Entry) ([]Entry, bool, error) {
+	err := a.withState(func(entries []Entry) ([]Entry, bool, error) {
 		live, dead := partitionLive(entries, a.liveness)
 		changed := len(dead) > 0
 		if i := indexOf(live, key); i >= 0 {
@@ -263,7 +263,7 @@ func (a *Allocator) Lookup(key string) (Entry, bool, error) {
 		got   Entry
 		found bool
 	)
-	err := a.update(func(entries []Entry) ([]Entry, bool, error) {
+	err := a.withState(func(entries []Entry) ([]Entry, bool, error) {
 		if i := indexOf(entries, key); i >= 0 {
 			got, found = entries[i], true
 		}
@@ -281,7 +281,7 @@ func (a *Allocator) Release(key string) (bool, error) {
 		return false, a.opErr("release", key, err)
 	}
 	var found bool
-	err := a.update(func(entries []Entry) ([]Entry, bool, error) {
+	err := a.withState(func(entries []Entry) ([]Entry, bool, error) {
 		i := indexOf(entries, key)
 		if i < 0 {
 			return nil, false, nil
@@ -298,7 +298,7 @@ func (a *Allocator) Release(key string) (bool, error) {
 // GC releases every entry the Liveness reports dead and returns them.
 func (a *Allocator) GC() ([]Entry, error) {
 	var released []Entry
-	err := a.update(func(entries []Entry) ([]Entry, bool, error) {
+	err := a.withState(func(entries []Entry) ([]Entry, bool, error) {
 		live, dead := partitionLive(entries, a.liveness)
 		released = dead
 		return live, len(dead) > 0, nil
@@ -312,7 +312,7 @@ func (a *Allocator) GC() ([]Entry, error) {
 // List returns all entries, ordered by range start.
 func (a *Allocator) List() ([]Entry, error) {
 	var out []Entry
-	err := a.update(func(entries []Entry) ([]Entry, bool, error) {
+	err := a.withState(func(entries []Entry) ([]Entry, bool, error) {
 		out = slices.Clone(entries)
 		return nil, false, nil
 	})

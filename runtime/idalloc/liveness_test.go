@@ -191,30 +191,31 @@ func TestAllocateReclaimsCrashedCreator(t *testing.T) {
 	}
 	deadPID, deadStart := deadProcess(t)
 
-	crashed := Entry{Key: "crashed", RuncRoot: runcRoot, CreatorPID: deadPID, CreatorStart: deadStart}
-	created := Entry{Key: "created", RuncRoot: runcRoot, CreatorPID: deadPID, CreatorStart: deadStart}
-	for _, o := range []Entry{crashed, created} {
-		if _, err := a.Allocate(o, B); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// runc created "created" before its creator exited.
+	// runc created "created" before its creator exited; "crashed" never got
+	// that far.
 	if err := os.Mkdir(filepath.Join(runcRoot, "created"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(runcRoot, "created", "state.json"), []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	created := Entry{Key: "created", RuncRoot: runcRoot, CreatorPID: deadPID, CreatorStart: deadStart}
+	crashed := Entry{Key: "crashed", RuncRoot: runcRoot, CreatorPID: deadPID, CreatorStart: deadStart}
+	for i, o := range []Entry{created, crashed} {
+		if r, err := a.Allocate(o, B); err != nil || r.Start != uint32(i+1)*B {
+			t.Fatalf("Allocate(%s) = %v, %v", o.Key, r, err)
+		}
+	}
 
 	r, err := a.Allocate(Entry{Key: "next", RuncRoot: runcRoot, CreatorPID: pid, CreatorStart: start}, B)
-	if err != nil || r != (Range{B, B}) {
+	if err != nil || r != (Range{2 * B, B}) {
 		t.Fatalf("Allocate(next) = %v, %v; want the crashed creator's range", r, err)
 	}
 	entries, err := a.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := keys(entries); len(got) != 2 || got[0] != "next" || got[1] != "created" {
+	if got := keys(entries); len(got) != 2 || got[0] != "created" || got[1] != "next" {
 		t.Fatalf("entries after reclaim = %v", got)
 	}
 

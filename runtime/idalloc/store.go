@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 )
 
-// update runs fn on the current entries while holding the directory's lock.
+// withState runs fn on the current entries while holding the directory's lock.
 // If fn reports a change, the returned entries replace the state file
 // atomically before the lock is dropped. fn must not keep entries.
-func (a *Allocator) update(fn func(entries []Entry) ([]Entry, bool, error)) error {
+func (a *Allocator) withState(fn func(entries []Entry) ([]Entry, bool, error)) error {
 	unlock, err := lockExclusive(a.lockPath)
 	if err != nil {
 		return err
@@ -59,9 +59,7 @@ func writeState(dir, path string, entries []Entry) (err error) {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	if err := removeTemps(dir); err != nil {
-		return err
-	}
+	removeTemps(dir)
 	f, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
@@ -92,17 +90,13 @@ func writeState(dir, path string, entries []Entry) (err error) {
 	return nil
 }
 
-func removeTemps(dir string) error {
-	leftovers, err := filepath.Glob(filepath.Join(dir, tempPattern))
-	if err != nil {
-		return fmt.Errorf("find leftover temp files: %w", err)
-	}
+// removeTemps removes temp files left by writers that crashed. It is best
+// effort: a leftover that cannot be removed is harmless, since readers ignore it.
+func removeTemps(dir string) {
+	leftovers, _ := filepath.Glob(filepath.Join(dir, tempPattern))
 	for _, p := range leftovers {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove leftover temp file: %w", err)
-		}
+		_ = os.Remove(p)
 	}
-	return nil
 }
 
 func syncDir(dir string) error {
