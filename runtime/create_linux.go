@@ -200,22 +200,23 @@ func (r *runner) harden(rollback *undo) error {
 		if err := checkTraversable(rootfs, rec.Range.Start); err != nil {
 			return err
 		}
-		change, err := idmap.IDMapRootfs(rootfs, userns, rec.Range.Start, filepath.Join(cfg.RunDir, "mnt", id))
+		change, err := idmap.PlanRootfs(rootfs)
 		if err != nil {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
-		rollback.push(change.Undo)
+		// Record the plan first: if eci dies while mounting, delete still finds the mount.
 		rec.Rootfs = change
+		if err := writeRecord(cfg, rec, rollback); err != nil {
+			return err
+		}
+		if err := change.Apply(userns, rec.Range.Start, filepath.Join(cfg.RunDir, "mnt", id)); err != nil {
+			return fmt.Errorf("%s: %w", pod, err)
+		}
+		rollback.push(change.Undo)
 	}
-
-	if err := os.MkdirAll(filepath.Join(cfg.RunDir, "containers"), 0o700); err != nil {
+	if err := writeRecord(cfg, rec, rollback); err != nil {
 		return err
 	}
-	recData, _ := json.Marshal(rec)
-	if err := writeFileAtomic(recordPath(cfg, id), recData, 0o600); err != nil {
-		return fmt.Errorf("writing container record: %w", err)
-	}
-	rollback.push(func() error { return os.Remove(recordPath(cfg, id)) })
 
 	out, err := json.Marshal(&spec)
 	if err != nil {
@@ -229,6 +230,26 @@ func (r *runner) harden(rollback *undo) error {
 		return fmt.Errorf("writing hardened config.json: %w", err)
 	}
 	rollback.push(func() error { return writeFileAtomic(specPath, orig, st.Mode().Perm()) })
+	return nil
+}
+
+// writeRecord stores what eci did for the container; the first write pushes its removal.
+func writeRecord(cfg config.Config, rec record, rollback *undo) error {
+	path := recordPath(cfg, rec.ID)
+	_, statErr := os.Stat(path)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing container record: %w", err)
+	}
+	if os.IsNotExist(statErr) {
+		rollback.push(func() error { return os.Remove(path) })
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
 	"syscall"
 
@@ -61,6 +62,9 @@ type child struct {
 
 // start runs runc as a child with args and the inherited fds. The child dies with us.
 func (r *runner) start(args []string) child {
+	// Pdeathsig fires when the forking thread exits, not the process: keep this goroutine on
+	// its thread for the rest of eci-runtime's short life.
+	goruntime.LockOSThread()
 	pid, err := syscall.ForkExec(r.runc, append([]string{r.runc}, args...), &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: inheritedFDs(),

@@ -131,10 +131,13 @@ func (r *runner) fail(err error) error {
 }
 
 func (r *runner) runcRoot() string {
-	if r.inv.Globals.Root != "" {
-		return r.inv.Globals.Root
+	if r.inv.Globals.Root == "" {
+		return DefaultRuncRoot
 	}
-	return DefaultRuncRoot
+	if abs, err := filepath.Abs(r.inv.Globals.Root); err == nil {
+		return abs
+	}
+	return r.inv.Globals.Root
 }
 
 // containerExists reports whether runc still has state for id.

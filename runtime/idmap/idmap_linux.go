@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -132,35 +133,45 @@ type RootfsChange struct {
 	MountID uint64 `json:"mountID,omitempty"`
 }
 
-// IDMapRootfs makes the container's rootfs show the image's files owned by the container's
-// ids. An overlay rootfs (containerd's snapshots) is remounted with idmapped lower dirs and
-// its upper and work dirs owned by hostRoot; any other rootfs gets an idmapped bind mount
-// stacked on top. scratch is an empty directory for temporary mount points.
-func IDMapRootfs(rootfs string, userns *os.File, hostRoot uint32, scratch string) (*RootfsChange, error) {
+// PlanRootfs looks at the container's rootfs and says how IDMapRootfs will change it,
+// without changing anything, so the caller can record the plan before it is carried out
+// (a crash in between then leaves a record that Release can act on).
+func PlanRootfs(rootfs string) (*RootfsChange, error) {
 	mounts, err := readMountInfo()
 	if err != nil {
 		return nil, err
 	}
-	m, ok := Topmost(mounts, rootfs)
-	if ok && m.FSType == "overlay" {
-		return idmapOverlay(rootfs, m, userns, hostRoot, scratch)
+	if m, ok := Topmost(mounts, rootfs); ok && m.FSType == "overlay" {
+		return &RootfsChange{Rootfs: rootfs, Kind: "overlay", Original: &m}, nil
 	}
-	fd, err := cloneIDMapped(rootfs, userns)
+	return &RootfsChange{Rootfs: rootfs, Kind: "bind"}, nil
+}
+
+// Apply makes the container's rootfs show the image's files owned by the container's ids.
+// An overlay rootfs (containerd's snapshots) is remounted with idmapped lower dirs and its
+// upper and work dirs owned by hostRoot; any other rootfs gets an idmapped bind mount
+// stacked on top. scratch is a directory for temporary mount points.
+func (c *RootfsChange) Apply(userns *os.File, hostRoot uint32, scratch string) error {
+	if c.Kind == "overlay" {
+		return c.idmapOverlay(userns, hostRoot, scratch)
+	}
+	fd, err := cloneIDMapped(c.Rootfs, userns)
 	if err != nil {
-		return nil, fmt.Errorf("rootfs: %w", err)
+		return fmt.Errorf("rootfs: %w", err)
 	}
 	defer unix.Close(fd)
 	if err := retry(func() error {
-		return unix.MoveMount(fd, "", unix.AT_FDCWD, rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		return unix.MoveMount(fd, "", unix.AT_FDCWD, c.Rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH)
 	}); err != nil {
-		return nil, fmt.Errorf("rootfs: mounting idmapped %s: %w", rootfs, err)
+		return fmt.Errorf("rootfs: mounting idmapped %s: %w", c.Rootfs, err)
 	}
-	id, err := mountID(rootfs)
+	id, err := mountID(c.Rootfs)
 	if err != nil {
-		_ = unix.Unmount(rootfs, unix.MNT_DETACH)
-		return nil, err
+		_ = unix.Unmount(c.Rootfs, unix.MNT_DETACH)
+		return err
 	}
-	return &RootfsChange{Rootfs: rootfs, Kind: "bind", MountID: id}, nil
+	c.MountID = id
+	return nil
 }
 
 func readMountInfo() ([]Mount, error) {
@@ -225,19 +236,19 @@ func overlayData(lower []string, o Overlay) string {
 	return strings.Join(append(opts, o.Others...), ",")
 }
 
-func idmapOverlay(rootfs string, m Mount, userns *os.File, hostRoot uint32, scratch string) (_ *RootfsChange, retErr error) {
+func (c *RootfsChange) idmapOverlay(userns *os.File, hostRoot uint32, scratch string) error {
+	rootfs, m, change := c.Rootfs, c.Original, c
 	o, err := ParseOverlay(m.SuperOptions)
 	if err != nil {
-		return nil, fmt.Errorf("rootfs overlay at %s: %w", rootfs, err)
+		return fmt.Errorf("rootfs overlay at %s: %w", rootfs, err)
 	}
 	for _, l := range o.Lower {
 		if strings.HasPrefix(l, scratch) || strings.HasPrefix(l, filepath.Dir(scratch)+"/") {
-			return nil, fmt.Errorf("rootfs overlay at %s is already idmapped by eci", rootfs)
+			return fmt.Errorf("rootfs overlay at %s is already idmapped by eci", rootfs)
 		}
 	}
-	change := &RootfsChange{Rootfs: rootfs, Kind: "overlay", Original: &m}
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
-		return nil, err
+		return err
 	}
 	// Idmapped copies of the lower dirs, attached under scratch for the overlay mount.
 	var lowers []string
@@ -251,45 +262,45 @@ func idmapOverlay(rootfs string, m Mount, userns *os.File, hostRoot uint32, scra
 	for i, l := range o.Lower {
 		fd, err := cloneIDMapped(l, userns)
 		if err != nil {
-			return nil, fmt.Errorf("rootfs layer: %w", err)
+			return fmt.Errorf("rootfs layer: %w", err)
 		}
 		dir := filepath.Join(scratch, fmt.Sprint(i))
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			unix.Close(fd)
-			return nil, err
+			return err
 		}
 		err = retry(func() error { return unix.MoveMount(fd, "", unix.AT_FDCWD, dir, unix.MOVE_MOUNT_F_EMPTY_PATH) })
 		unix.Close(fd)
 		if err != nil {
 			_ = os.Remove(dir)
-			return nil, fmt.Errorf("rootfs layer %s: attaching idmapped copy: %w", l, err)
+			return fmt.Errorf("rootfs layer %s: attaching idmapped copy: %w", l, err)
 		}
 		lowers = append(lowers, dir)
 	}
 	if o.Upper != "" {
 		if change.UpperOwner, err = owner(o.Upper); err != nil {
-			return nil, err
+			return err
 		}
 		if change.WorkOwner, err = owner(o.Work); err != nil {
-			return nil, err
+			return err
 		}
 		for _, d := range []string{o.Upper, o.Work} {
 			if err := os.Lchown(d, int(hostRoot), int(hostRoot)); err != nil {
 				_ = change.restoreOwners(o)
-				return nil, fmt.Errorf("rootfs: giving %s to the container's root: %w", d, err)
+				return fmt.Errorf("rootfs: giving %s to the container's root: %w", d, err)
 			}
 		}
 	}
 	if err := retry(func() error { return unix.Unmount(rootfs, 0) }); err != nil {
 		_ = change.restoreOwners(o)
-		return nil, fmt.Errorf("rootfs: unmounting the original overlay at %s: %w", rootfs, err)
+		return fmt.Errorf("rootfs: unmounting the original overlay at %s: %w", rootfs, err)
 	}
 	flags := mountFlags(m.Options)
 	if err := retry(func() error { return unix.Mount("overlay", rootfs, "overlay", flags, overlayData(lowers, o)) }); err != nil {
 		err = fmt.Errorf("rootfs: mounting overlay over idmapped layers at %s: %w", rootfs, err)
-		return nil, errors.Join(err, change.remountOriginal(o))
+		return errors.Join(err, change.remountOriginal(o))
 	}
-	return change, nil
+	return nil
 }
 
 func (c *RootfsChange) restoreOwners(o Overlay) error {
@@ -314,8 +325,7 @@ func (c *RootfsChange) remountOriginal(o Overlay) error {
 func (c *RootfsChange) Undo() error {
 	switch c.Kind {
 	case "bind":
-		id, err := mountID(c.Rootfs)
-		if err != nil || id != c.MountID {
+		if !c.ours() {
 			return nil // not our mount any more
 		}
 		return retry(func() error { return unix.Unmount(c.Rootfs, unix.MNT_DETACH) })
@@ -339,4 +349,19 @@ func (c *RootfsChange) Release() error {
 		return c.Undo()
 	}
 	return nil
+}
+
+// ours reports whether the mount on top of the rootfs is eci's stacked idmapped bind: the
+// recorded mount, or, when eci died before recording its id, an idmapped mount there.
+func (c *RootfsChange) ours() bool {
+	if c.MountID != 0 {
+		id, err := mountID(c.Rootfs)
+		return err == nil && id == c.MountID
+	}
+	mounts, err := readMountInfo()
+	if err != nil {
+		return false
+	}
+	m, ok := Topmost(mounts, c.Rootfs)
+	return ok && slices.Contains(strings.Split(m.Options, ","), "idmapped")
 }
