@@ -4,6 +4,7 @@
 #   make build       bin/eci-runtime and bin/runc
 #   make test        deps + build + lint + all tests, privileged lane (root; what CI runs)
 #   make test-unit   unit tests only (any user, no deps/build)
+#   make demo        run a privileged container under eci-runtime and show its isolation (root)
 #   make bench       benchmarks in ./bench against bin/
 #   make clean       remove bin/ (the runc cache in $(ECI_CACHE_DIR) is kept)
 
@@ -25,7 +26,7 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build lint test test-unit bench clean clean-cache bin/eci-runtime bin/runc
+.PHONY: all deps build lint test test-unit demo bench clean clean-cache bin/eci-runtime bin/runc
 
 all: build
 
@@ -58,6 +59,9 @@ test: deps build lint
 
 test-unit:
 	$(GO) test -short ./...
+
+demo: deps build
+	$(GO) run ./hack/demo -bin $(BIN_DIR)
 
 bench: build
 	ECI_BIN_DIR=$(BIN_DIR) $(GO) test -run '^$$' -bench . -benchtime 30x ./bench/
