@@ -26,18 +26,28 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build lint test test-unit demo bench clean clean-cache bin/eci-runtime bin/runc
+.PHONY: all deps build image lint test test-unit demo bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
 
 all: build
 
 deps:
 	bash hack/install-deps.sh
 
-build: bin/eci-runtime bin/runc
+build: bin/eci-runtime bin/eci-node bin/runc
 
 # Phony: go's build cache decides what is out of date.
 bin/eci-runtime:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(ECI_LDFLAGS)' -o $@ ./cmd/eci-runtime
+
+bin/eci-node:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(ECI_LDFLAGS)' -o $@ ./cmd/eci-node
+
+# The eci image (eci-node + the node artifacts) as a tarball, without Docker.
+IMAGE_REPO ?= ghcr.io/eci-dev/eci
+IMAGE_TAG ?= $(VERSION)
+IMAGE_TAR ?= $(BIN_DIR)/eci-image.tar
+image: build
+	$(GO) run ./hack/mkimage eci -bin $(BIN_DIR) -tag $(IMAGE_REPO):$(IMAGE_TAG) -o $(IMAGE_TAR)
 
 # Phony: hack/build-runc.sh builds runc $(RUNC_VERSION) once per machine and
 # copies it from $(ECI_CACHE_DIR) afterwards.
