@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make e2e: the e2e suite (test/e2e) against the local cluster (started if KUBECONFIG is
+# unset) or the cluster KUBECONFIG names, with the chart installed first.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=hack/lib.sh
+source hack/lib.sh
+
+eci_cluster_and_chart
+export ECI_E2E=1 ECI_E2E_HELM=$HELM ECI_E2E_HELM_ARGS=$HELM_ARGS
+if [[ $LOCAL_CLUSTER == 1 ]]; then
+	export ECI_E2E_IMAGE=localhost/eci-test/busybox:1.35
+	export ECI_E2E_CONTAINERD_CONFIG=/etc/containerd/config.toml
+	export ECI_E2E_CONTAINERD_PIDFILE=$LOCAL_DIR/run/containerd.pid
+fi
+step "running the e2e suite"
+go test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | grep -v '^=== \(RUN\|PAUSE\|CONT\)'
+exit "${PIPESTATUS[0]}"
