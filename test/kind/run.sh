@@ -6,6 +6,8 @@
 #   test/kind/run.sh                          build the image with docker build, test, tear down
 #   IMAGE_ARCHIVE=eci.tar test/kind/run.sh    load a tarball from hack/mkimage instead
 #   KEEP=1 test/kind/run.sh                   keep the cluster afterwards
+#
+# The release is eci in namespace eci-system, as test/e2e expects.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,7 +20,6 @@ VERSION=${VERSION:-e2e}
 COMMIT=${COMMIT:-$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)}
 IMAGE=${IMAGE:-}                     # default: ghcr.io/eci-dev/eci:e2e, or the archive's tag
 BUSYBOX_IMAGE=${BUSYBOX_IMAGE:-localhost/eci-test/busybox:1.35}
-NAMESPACE=${NAMESPACE:-eci-system}
 READY_TIMEOUT=${READY_TIMEOUT:-300s}
 E2E_TIMEOUT=${E2E_TIMEOUT:-30m}
 # Extra arguments: HELM_ARGS for helm upgrade, E2E_ARGS for the test binary (after -args).
@@ -45,7 +46,7 @@ teardown() {
 		log "failed (exit $rc); cluster state:"
 		kubectl get nodes -o wide --show-labels 2>&1 || true
 		kubectl get pods -A -o wide 2>&1 || true
-		kubectl -n "$NAMESPACE" logs -l app.kubernetes.io/name=eci --all-containers --prefix --tail=50 2>&1 || true
+		kubectl -n eci-system logs -l app.kubernetes.io/name=eci --all-containers --prefix --tail=50 2>&1 || true
 		if [[ -n ${ARTIFACTS:-} ]]; then
 			kind export logs "$ARTIFACTS/kind-logs" --name "$CLUSTER" >/dev/null 2>&1 || true
 			log "kind logs in $ARTIFACTS/kind-logs"
@@ -111,23 +112,31 @@ else
 	kind load docker-image "$BUSYBOX_IMAGE" --name "$CLUSTER"
 fi
 
-# 4. eci, from the chart.
-log "helm upgrade --install eci ($IMAGE) in $NAMESPACE"
-helm upgrade --install eci "$root/charts/eci" \
-	--namespace "$NAMESPACE" --create-namespace \
-	--set image.repository="$image_repo" \
-	--set image.tag="$image_tag" \
-	--set image.pullPolicy=Never \
-	--wait --timeout "$READY_TIMEOUT" \
+# 4. eci, from the chart. The suite uninstalls and reinstalls the release itself (release
+#    eci in eci-system) with ECI_E2E_HELM_ARGS, so it gets the same settings.
+install_args=(
+	--set "image.repository=$image_repo"
+	--set "image.tag=$image_tag"
+	--set image.pullPolicy=Never
 	"${helm_args[@]}"
+)
+log "helm upgrade --install eci ($IMAGE) in eci-system"
+helm upgrade --install eci "$root/charts/eci" \
+	--namespace eci-system --create-namespace \
+	--wait --timeout "$READY_TIMEOUT" \
+	"${install_args[@]}"
 
-# 5. Every worker reports eci ready (eci-node labels the node once the handler is live).
-mapfile -t workers < <(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' -o name)
-((${#workers[@]} > 0)) || die "no worker nodes"
-log "waiting for eci.dev/runtime=ready on ${workers[*]}"
-kubectl wait "${workers[@]}" --for=jsonpath='{.metadata.labels.eci\.dev/runtime}'=ready --timeout="$READY_TIMEOUT"
+# 5. Every node reports eci ready (eci-node labels its node once the handler is live; the
+#    DaemonSet tolerates every taint, the control plane included, and the suite waits for
+#    all nodes too).
+log "waiting for eci.dev/runtime=ready on every node"
+kubectl wait node --all --for=jsonpath='{.metadata.labels.eci\.dev/runtime}'=ready --timeout="$READY_TIMEOUT"
 
 # 6. The e2e suite.
 log "go test ./test/e2e/..."
-(cd "$root" && ECI_E2E=1 go test -count=1 -timeout "$E2E_TIMEOUT" ./test/e2e/... -args "${e2e_args[@]}")
+(
+	cd "$root"
+	ECI_E2E=1 ECI_E2E_IMAGE=$BUSYBOX_IMAGE ECI_E2E_HELM_ARGS="${install_args[*]}" \
+		go test -count=1 -timeout "$E2E_TIMEOUT" ./test/e2e/... -args "${e2e_args[@]}"
+)
 log "e2e passed"
