@@ -99,9 +99,9 @@ fi
 image_repo=${IMAGE%:*}
 image_tag=${IMAGE##*:}
 
-# 3. Test images the suite runs with imagePullPolicy Never. busybox: the same image the
-#    local harness uses (hack/mkimage, from Debian's busybox-static) when this host has a
-#    static /bin/busybox, else Docker Hub's busybox retagged.
+# 3. The test image the suite runs with imagePullPolicy Never: hack/mkimage busybox (from
+#    Debian's busybox-static, as on the dev machines) when this host has a static
+#    /bin/busybox, else Docker Hub's busybox retagged.
 bb_archive=$workdir/busybox.tar
 if [[ -x /bin/busybox ]] && (cd "$root" && go run ./hack/mkimage busybox -tag "$BUSYBOX_IMAGE" -o "$bb_archive"); then
 	kind load image-archive "$bb_archive" --name "$CLUSTER"
