@@ -35,7 +35,9 @@ func recordPath(cfg config.Config, id string) string {
 	return filepath.Join(cfg.RunDir, "containers", id+".json")
 }
 
-// writeFileAtomic writes data to path through a temp file, fsync and rename.
+// writeFileAtomic writes data to path through a temp file and a rename, so a reader (or a
+// crash of eci-runtime) sees the old or the new content, never a mix. No fsync: these files
+// live on tmpfs or in the CRI's per-boot bundle, which a power loss wipes anyway.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -52,10 +54,6 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}
@@ -63,7 +61,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 }
 
 func openAllocator(cfg config.Config) (*idalloc.Allocator, error) {
-	return idalloc.Open(filepath.Join(cfg.StateDir, "idalloc"), idalloc.Pool{Start: cfg.IDPool.Start, Size: cfg.IDPool.Size})
+	return idalloc.Open(config.AllocatorDir(cfg), idalloc.Pool{Start: cfg.IDPool.Start, Size: cfg.IDPool.Size})
 }
 
 // undo is a stack of rollback steps, run newest first when create fails.
@@ -204,7 +202,8 @@ func (r *runner) harden(rollback *undo) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
-		// Record the plan first: if eci dies while mounting, delete still finds the mount.
+		// Record the plan before carrying it out: if eci dies while mounting, the delete
+		// the CRI sends still finds the mount (RootfsChange.Release recognises it).
 		rec.Rootfs = change
 		if err := writeRecord(cfg, rec, rollback); err != nil {
 			return err
@@ -213,8 +212,7 @@ func (r *runner) harden(rollback *undo) error {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
 		rollback.push(change.Undo)
-	}
-	if err := writeRecord(cfg, rec, rollback); err != nil {
+	} else if err := writeRecord(cfg, rec, rollback); err != nil {
 		return err
 	}
 

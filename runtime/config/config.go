@@ -6,8 +6,9 @@
 // containers until it is fixed (it never falls back to weaker settings).
 //
 //	{
-//	  "stateDir": "/var/lib/eci",          // persistent state: the id allocator
-//	  "runDir": "/run/eci",                // per-boot state: container records, mount points
+//	  "stateDir": "/var/lib/eci",          // persistent state (none yet for the runtime)
+//	  "runDir": "/run/eci",                // per-boot state on tmpfs: the id allocator,
+//	                                       // container records, mount points
 //	  "idPool": {"start": 2147483648, "size": 1073741824},
 //	                                       // host ids eci hands out; keep it disjoint from the
 //	                                       // kubelet's range (it allocates from 65536 upward)
@@ -60,6 +61,11 @@ func Default() Config {
 		IDsPerPod: BlockSize,
 	}
 }
+
+// AllocatorDir is where the id allocator keeps its state: per boot, on tmpfs. Ranges belong
+// to containers, which never outlive a boot, and tmpfs makes the allocator's fsyncs free
+// while its lock and atomic renames still protect it from eci-runtime crashes.
+func AllocatorDir(c Config) string { return filepath.Join(c.RunDir, "idalloc") }
 
 // Load reads the settings file named by ECI_CONFIG, or DefaultPath.
 func Load() (Config, string, error) {

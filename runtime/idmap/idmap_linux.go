@@ -129,8 +129,6 @@ type RootfsChange struct {
 	Original   *Mount `json:"original,omitempty"`
 	UpperOwner [2]int `json:"upperOwner"`
 	WorkOwner  [2]int `json:"workOwner"`
-	// Bind: the id of the stacked mount, so only that mount is ever removed.
-	MountID uint64 `json:"mountID,omitempty"`
 }
 
 // PlanRootfs looks at the container's rootfs and says how IDMapRootfs will change it,
@@ -165,12 +163,6 @@ func (c *RootfsChange) Apply(userns *os.File, hostRoot uint32, scratch string) e
 	}); err != nil {
 		return fmt.Errorf("rootfs: mounting idmapped %s: %w", c.Rootfs, err)
 	}
-	id, err := mountID(c.Rootfs)
-	if err != nil {
-		_ = unix.Unmount(c.Rootfs, unix.MNT_DETACH)
-		return err
-	}
-	c.MountID = id
 	return nil
 }
 
@@ -183,16 +175,6 @@ func readMountInfo() ([]Mount, error) {
 	return ParseMountInfo(f)
 }
 
-func mountID(path string) (uint64, error) {
-	var st unix.Statx_t
-	err := retry(func() error {
-		return unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &st)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("statx %s: %w", path, err)
-	}
-	return st.Mnt_id, nil
-}
 
 func owner(path string) ([2]int, error) {
 	var st unix.Stat_t
@@ -351,13 +333,9 @@ func (c *RootfsChange) Release() error {
 	return nil
 }
 
-// ours reports whether the mount on top of the rootfs is eci's stacked idmapped bind: the
-// recorded mount, or, when eci died before recording its id, an idmapped mount there.
+// ours reports whether the mount on top of the rootfs is eci's stacked idmapped bind, so
+// only that mount is ever removed.
 func (c *RootfsChange) ours() bool {
-	if c.MountID != 0 {
-		id, err := mountID(c.Rootfs)
-		return err == nil && id == c.MountID
-	}
 	mounts, err := readMountInfo()
 	if err != nil {
 		return false

@@ -142,7 +142,7 @@ func (e *env) bundle(name string, spec *specs.Spec) *testbundle.Bundle {
 
 func (e *env) allocator() *idalloc.Allocator {
 	e.t.Helper()
-	a, err := idalloc.Open(filepath.Join(e.state, "idalloc"), idalloc.Pool{Start: 1 << 31, Size: 1 << 30})
+	a, err := idalloc.Open(filepath.Join(e.dir, "run", "idalloc"), idalloc.Pool{Start: 1 << 31, Size: 1 << 30})
 	if err != nil {
 		e.t.Fatal(err)
 	}
