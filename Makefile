@@ -5,6 +5,10 @@
 #   make test        deps + build + lint + all tests, privileged lane (root; what CI runs)
 #   make test-unit   unit tests only (any user, no deps/build)
 #   make demo        run a privileged container under eci-runtime and show its isolation (root)
+#   make up          bring up eci on a cluster (the local one if KUBECONFIG is unset) and show an isolated pod
+#   make down        tear the local cluster down
+#   make e2e         the e2e suite against that cluster (starts it if needed)
+#   make helm-lint   helm lint --strict of charts/eci
 #   make bench       benchmarks in ./bench against bin/
 #   make clean       remove bin/ (the runc cache in $(ECI_CACHE_DIR) is kept)
 
@@ -26,7 +30,7 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build image lint test test-unit demo bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
+.PHONY: all deps build image lint test test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
 
 all: build
 
@@ -69,6 +73,19 @@ test: deps build lint
 
 test-unit:
 	$(GO) test -short ./...
+
+up: deps
+	bash hack/up.sh
+
+down:
+	bash test/local/cluster.sh down
+
+e2e: deps
+	bash hack/e2e.sh
+
+HELM ?= $(shell command -v helm || echo $(ECI_CACHE_DIR)/local/bin/helm)
+helm-lint:
+	$(HELM) lint --strict charts/eci
 
 demo: deps build
 	$(GO) run ./hack/demo -bin $(BIN_DIR)
