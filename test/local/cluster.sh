@@ -55,6 +55,7 @@ api_port=6443
 etcd_port=23790
 etcd_peer_port=23800
 bridge=cni0
+netns_dir=/run/netns
 net_name=eci-local
 pause_image=localhost/eci-test/pause:1
 busybox_image=localhost/eci-test/busybox:1.35
@@ -572,6 +573,17 @@ setup_network() {
 	save_sysctls
 	sysctl -q -w net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 >/dev/null
 	ip addr show dev lo | grep -qF " $node_ip/32 " || ip addr add "$node_ip/32" dev lo
+	# containerd bind-mounts each pod's netns under /run/netns. Were that
+	# directory to become a mount point only later (the first `ip netns add`
+	# makes it a recursive self-bind), the pods' netns mounts would be hidden
+	# below it and could never be removed (EBUSY). Do what ip netns does, now.
+	if ! findmnt -rn --mountpoint "$netns_dir" >/dev/null; then
+		mkdir -p "$netns_dir"
+		mount --rbind "$netns_dir" "$netns_dir"
+		mount --make-rshared "$netns_dir"
+		touch "$run/netns-mount"
+		log "network: $netns_dir is now a shared mount point (as ip netns makes it)"
+	fi
 
 	ensure_jump iptables mangle FORWARD "$guard_chain"
 	ipt iptables -t mangle -F "$guard_chain"
@@ -851,6 +863,47 @@ clean_iptables() {
 	log "network: iptables chains (KUBE-*, CNI-*, ECI-LOCAL-*) and ip rule removed"
 }
 
+# clean_network removes the bridge, its veths, the node address, containerd's
+# network namespaces and the /run/netns mount up made. Never fails: down
+# carries on and warns.
+clean_network() {
+	local l n=0
+	for l in $(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+		if ip link del "$l" 2>/dev/null; then ((++n)); fi
+	done
+	if ip link show "$bridge" >/dev/null 2>&1; then
+		if ip link del "$bridge"; then
+			log "network: removed $bridge and $n veths"
+		else
+			warn "cannot delete $bridge"
+		fi
+	fi
+	if ip addr show dev lo | grep -qF " $node_ip/32 "; then
+		ip addr del "$node_ip/32" dev lo || warn "cannot remove $node_ip from lo"
+	fi
+	n=0
+	for l in "$netns_dir"/cni-*; do
+		[[ -e $l ]] || continue
+		while findmnt -rn --mountpoint "$l" >/dev/null; do
+			umount "$l" 2>/dev/null || umount -l "$l" 2>/dev/null || break
+		done
+		if rm -f "$l" 2>/dev/null; then
+			((++n))
+		else
+			warn "cannot remove $l: $(grep -F " $l " /proc/self/mountinfo | head -1)"
+		fi
+	done
+	((n == 0)) || log "network: removed $n network namespaces from $netns_dir"
+	if [[ -f $run/netns-mount ]]; then
+		if findmnt -rn -o TARGET | grep -q "^$netns_dir/"; then
+			log "network: $netns_dir holds other network namespaces: its mount stays"
+		else
+			umount "$netns_dir" 2>/dev/null || warn "cannot unmount $netns_dir"
+		fi
+		rm -f "$run/netns-mount"
+	fi
+}
+
 # umount_under DIR...: unmounts everything mounted at or below each DIR, deepest first.
 umount_under() {
 	local d m n=0
@@ -925,20 +978,7 @@ down() {
 	stop_daemon etcd 30
 
 	clean_iptables
-	local l n=0
-	for l in $(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
-		if ip link del "$l" 2>/dev/null; then ((++n)); fi
-	done
-	if ip link show "$bridge" >/dev/null 2>&1; then
-		ip link del "$bridge"
-		log "network: removed $bridge and $n veths"
-	fi
-	ip addr show dev lo | grep -qF " $node_ip/32 " && ip addr del "$node_ip/32" dev lo
-	for l in /run/netns/cni-*; do
-		[[ -e $l ]] || continue
-		umount "$l" 2>/dev/null || umount -l "$l" 2>/dev/null || true
-		rm -f "$l"
-	done
+	clean_network
 	umount_under "$kubelet_root" "$containerd_state" "$containerd_root"
 	clean_cgroups
 	# host-local's leases (no pods are left), libcni's cached results.
