@@ -73,7 +73,7 @@ build_deps() {
 	for spec in "${todo[@]}"; do
 		[[ $spec == *=* ]] || continue
 		pkg=${spec%%=*} want=${spec#*=}
-		apt-cache madison "$pkg" | awk -F' *\\| *' '{print $2}' | grep -qxF -- "$want" ||
+		apt-cache madison "$pkg" | awk -F' *\\| *' '{print $2}' | grep -xF -- "$want" >/dev/null ||
 			die "$pkg $want is not available from the configured apt sources (available: $(apt-cache madison "$pkg" | awk -F' *\\| *' '{print $2}' | paste -sd, -)); update hack/versions.env"
 	done
 	apt-get install -y -q --no-install-recommends --allow-downgrades "${todo[@]}" >/dev/null ||

@@ -130,7 +130,9 @@ pid_of() {
 	[[ -s $f ]] || return 1
 	pid=$(<"$f")
 	[[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$match" || return 1
+	# (No `producer | grep -q` in this script: under pipefail, grep exiting at
+	# the first match can fail the pipeline with SIGPIPE.)
+	[[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$match"* ]] || return 1
 	printf '%s' "$pid"
 }
 
@@ -412,7 +414,7 @@ EOF
 install_containerd_config() {
 	local copy=$conf/containerd.toml
 	mkdir -p "$(dirname "$containerd_config")"
-	if [[ -f $containerd_config ]] && ! head -1 "$containerd_config" | grep -qxF "$marker"; then
+	if [[ -f $containerd_config && $(head -1 "$containerd_config") != "$marker" ]]; then
 		die "$containerd_config exists and was not written by this harness; move it away (the harness writes its own)"
 	fi
 	if [[ -f $containerd_config && -f $copy ]] && ! cmp -s "$containerd_config" "$copy"; then
@@ -572,7 +574,7 @@ ensure_jump() {
 setup_network() {
 	save_sysctls
 	sysctl -q -w net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 >/dev/null
-	ip addr show dev lo | grep -qF " $node_ip/32 " || ip addr add "$node_ip/32" dev lo
+	[[ $(ip -4 addr show dev lo) == *" $node_ip/32 "* ]] || ip addr add "$node_ip/32" dev lo
 	# containerd bind-mounts each pod's netns under /run/netns. Were that
 	# directory to become a mount point only later (the first `ip netns add`
 	# makes it a recursive self-bind), the pods' netns mounts would be hidden
@@ -585,19 +587,31 @@ setup_network() {
 		log "network: $netns_dir is now a shared mount point (as ip netns makes it)"
 	fi
 
+	# Each chain is replaced in one iptables-restore transaction (a re-run of
+	# up never leaves it empty), then jumped to from the top of its hook.
+	iptables-restore -w 5 --noflush <<EOF
+*mangle
+:$guard_chain - [0:0]
+-A $guard_chain -s $cluster_cidr ! -d $cluster_cidr -m comment --comment "eci-local: pod egress stays on this machine" -j DROP
+-A $guard_chain -d $svc_cidr -m comment --comment "eci-local: untranslated service traffic" -j DROP
+COMMIT
+*filter
+:$output_chain - [0:0]
+-A $output_chain -d $svc_cidr -m comment --comment "eci-local: untranslated service traffic" -j REJECT
+COMMIT
+EOF
+	ip6tables-restore -w 5 --noflush <<EOF
+*mangle
+:$guard_chain - [0:0]
+-A $guard_chain -i $bridge -m comment --comment "eci-local: no IPv6 from pods" -j DROP
+-A $guard_chain -o $bridge -m comment --comment "eci-local: no IPv6 to pods" -j DROP
+COMMIT
+EOF
 	ensure_jump iptables mangle FORWARD "$guard_chain"
-	ipt iptables -t mangle -F "$guard_chain"
-	ipt iptables -t mangle -A "$guard_chain" -s "$cluster_cidr" ! -d "$cluster_cidr" -m comment --comment "eci-local: pod egress stays on this machine" -j DROP
-	ipt iptables -t mangle -A "$guard_chain" -d "$svc_cidr" -m comment --comment "eci-local: untranslated service traffic" -j DROP
 	ensure_jump iptables filter OUTPUT "$output_chain"
-	ipt iptables -t filter -F "$output_chain"
-	ipt iptables -t filter -A "$output_chain" -d "$svc_cidr" -m comment --comment "eci-local: untranslated service traffic" -j REJECT
 	ensure_jump ip6tables mangle FORWARD "$guard_chain"
-	ipt ip6tables -t mangle -F "$guard_chain"
-	ipt ip6tables -t mangle -A "$guard_chain" -i "$bridge" -m comment --comment "eci-local: no IPv6 from pods" -j DROP
-	ipt ip6tables -t mangle -A "$guard_chain" -o "$bridge" -m comment --comment "eci-local: no IPv6 to pods" -j DROP
 
-	ip rule show | grep -qF "from $cluster_cidr to $svc_cidr blackhole" ||
+	[[ $(ip rule show) == *"from $cluster_cidr to $svc_cidr blackhole"* ]] ||
 		ip rule add from "$cluster_cidr" to "$svc_cidr" blackhole priority 90
 	log "network: node address $node_ip on lo, egress guard ($guard_chain, $output_chain, ip rule blackhole $svc_cidr)"
 }
@@ -703,7 +717,7 @@ preflight() {
 check_port() {
 	local name=$1 port=$2
 	pid_of "$name" >/dev/null && return
-	if ss -Hltn "sport = :$port" | grep -q .; then
+	if [[ -n $(ss -Hltn "sport = :$port") ]]; then
 		die "port $port (for $name) is in use: $(ss -Hltnp "sport = :$port" | head -1)"
 	fi
 }
@@ -857,7 +871,7 @@ clean_iptables() {
 			} | "$tool-restore" -w 5 --noflush || warn "$tool: could not remove all chains of table $table"
 		done
 	done
-	while ip rule show | grep -qF "from $cluster_cidr to $svc_cidr blackhole"; do
+	while [[ $(ip rule show) == *"from $cluster_cidr to $svc_cidr blackhole"* ]]; do
 		ip rule del from "$cluster_cidr" to "$svc_cidr" blackhole priority 90 || break
 	done
 	log "network: iptables chains (KUBE-*, CNI-*, ECI-LOCAL-*) and ip rule removed"
@@ -878,7 +892,7 @@ clean_network() {
 			warn "cannot delete $bridge"
 		fi
 	fi
-	if ip addr show dev lo | grep -qF " $node_ip/32 "; then
+	if [[ $(ip -4 addr show dev lo) == *" $node_ip/32 "* ]]; then
 		ip addr del "$node_ip/32" dev lo || warn "cannot remove $node_ip from lo"
 	fi
 	n=0
@@ -895,7 +909,7 @@ clean_network() {
 	done
 	((n == 0)) || log "network: removed $n network namespaces from $netns_dir"
 	if [[ -f $run/netns-mount ]]; then
-		if findmnt -rn -o TARGET | grep -q "^$netns_dir/"; then
+		if [[ $'\n'$(findmnt -rn -o TARGET) == *$'\n'"$netns_dir/"* ]]; then
 			log "network: $netns_dir holds other network namespaces: its mount stays"
 		else
 			umount "$netns_dir" 2>/dev/null || warn "cannot unmount $netns_dir"
@@ -991,8 +1005,9 @@ down() {
 	rm -f "$run"/*.pid "$run"/*.cmd
 
 	if [[ $purge == --purge ]]; then
-		if [[ -f $containerd_config ]] && head -1 "$containerd_config" | grep -qxF "$marker"; then
+		if [[ -f $containerd_config && $(head -1 "$containerd_config") == "$marker" ]]; then
 			rm -f "$containerd_config"
+			rmdir "$(dirname "$containerd_config")" 2>/dev/null || true
 			rm -rf "$containerd_root" "$containerd_state" "$kubelet_root"
 			log "purge: removed $containerd_config, $containerd_root, $containerd_state, $kubelet_root"
 		elif [[ -f $containerd_config ]]; then
@@ -1042,7 +1057,8 @@ env)
 	;;
 _containerd-loop) containerd_loop ;;
 *)
-	sed -n '3,10p' "$self" | sed 's/^# \{0,1\}//' >&2
+	echo "usage:" >&2
+	sed -n '5,9p' "$self" | sed 's/^#//' >&2
 	exit 2
 	;;
 esac
