@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -195,6 +196,9 @@ func (r *runner) harden(rollback *undo) error {
 		if !filepath.IsAbs(rootfs) {
 			rootfs = filepath.Join(bundle, rootfs)
 		}
+		if err := openBundleTo(bundle, rec.Range.Start, rollback); err != nil {
+			return err
+		}
 		if err := checkTraversable(rootfs, rec.Range.Start); err != nil {
 			return err
 		}
@@ -212,6 +216,9 @@ func (r *runner) harden(rollback *undo) error {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
 		rollback.push(change.Undo)
+		if err := premountSysfs(&spec, rootfs, rollback); err != nil {
+			return fmt.Errorf("%s: %w", pod, err)
+		}
 	} else if err := writeRecord(cfg, rec, rollback); err != nil {
 		return err
 	}
@@ -337,6 +344,69 @@ func probeVolumes(spec *specs.Spec, userns *os.File) error {
 	return nil
 }
 
+// premountSysfs sets network sysctls and mounts /sys for a container that joins a network namespace the CRI made:
+// its own user namespace cannot (see idmap.MountSysfs). The spec's sysfs mount is replaced
+// by a read-only sysfs of that network namespace placed in the rootfs beforehand.
+func premountSysfs(spec *specs.Spec, rootfs string, rollback *undo) error {
+	netns := ""
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			netns = ns.Path
+		}
+	}
+	i := slices.IndexFunc(spec.Mounts, func(m specs.Mount) bool { return m.Type == "sysfs" && filepath.Clean(m.Destination) == "/sys" })
+	if netns == "" {
+		return nil // runc makes the network namespace in the container's user namespace
+	}
+	// Network sysctls (containerd sets net.ipv4.ip_unprivileged_port_start) likewise.
+	net := map[string]string{}
+	for k, v := range spec.Linux.Sysctl {
+		if strings.HasPrefix(k, "net.") {
+			net[k] = v
+		}
+	}
+	if len(net) > 0 {
+		if err := idmap.SetNetSysctls(netns, net); err != nil {
+			return err
+		}
+		for k := range net {
+			delete(spec.Linux.Sysctl, k)
+		}
+	}
+	if i < 0 {
+		return nil
+	}
+	target := filepath.Join(rootfs, "sys")
+	if err := idmap.MountSysfs(netns, target); err != nil {
+		return err
+	}
+	rollback.push(func() error { return idmap.Unmount(target) })
+	spec.Mounts = slices.Delete(spec.Mounts, i, i+1)
+	return nil
+}
+
+// openBundleTo lets the container's root search the bundle directory when others can't
+// (containerd makes it 0700): its group becomes the container's root group, with search
+// permission only, as containerd does for the user-namespaced pods it knows about.
+func openBundleTo(bundle string, hostRoot uint32, rollback *undo) error {
+	var st unix.Stat_t
+	if err := unix.Stat(bundle, &st); err != nil {
+		return fmt.Errorf("bundle %s: %w", bundle, err)
+	}
+	if st.Mode&0o001 != 0 || st.Uid == hostRoot || (st.Gid == hostRoot && st.Mode&0o010 != 0) {
+		return nil
+	}
+	if err := unix.Chown(bundle, -1, int(hostRoot)); err != nil {
+		return fmt.Errorf("bundle %s: giving the container's root group search permission: %w", bundle, err)
+	}
+	rollback.push(func() error { return unix.Chown(bundle, -1, int(st.Gid)) })
+	if err := unix.Chmod(bundle, (st.Mode&0o7777)|0o010); err != nil {
+		return fmt.Errorf("bundle %s: giving the container's root group search permission: %w", bundle, err)
+	}
+	rollback.push(func() error { return unix.Chmod(bundle, st.Mode&0o7777) })
+	return nil
+}
+
 // checkTraversable fails early, with a clear message, when the container's root could not
 // reach its rootfs: runc needs every directory on the way to be searchable by it.
 func checkTraversable(rootfs string, hostRoot uint32) error {
@@ -345,7 +415,8 @@ func checkTraversable(rootfs string, hostRoot uint32) error {
 		if err := unix.Stat(dir, &st); err != nil {
 			return fmt.Errorf("rootfs %s: %w", rootfs, err)
 		}
-		if st.Mode&0o001 == 0 && st.Uid != hostRoot {
+		searchable := st.Mode&0o001 != 0 || (st.Uid == hostRoot && st.Mode&0o100 != 0) || (st.Gid == hostRoot && st.Mode&0o010 != 0)
+		if !searchable {
 			return fmt.Errorf("rootfs %s: directory %s (mode %o) is not searchable by the container's root (host uid %d); make it o+x", rootfs, dir, st.Mode&0o7777, hostRoot)
 		}
 		if dir == "/" {
@@ -377,6 +448,10 @@ func (r *runner) cleanup(id string) {
 		if err := json.Unmarshal(data, &rec); err != nil {
 			r.log.Error(fmt.Errorf("container %s: cleanup: record %s: %w", id, path, err))
 		} else if rec.Rootfs != nil {
+			// The sysfs eci may have placed in the rootfs (premountSysfs) goes first.
+			if err := idmap.Unmount(filepath.Join(rec.Rootfs.Rootfs, "sys")); err != nil {
+				r.log.Error(fmt.Errorf("container %s: cleanup: %w", id, err))
+			}
 			if err := rec.Rootfs.Release(); err != nil {
 				r.log.Error(fmt.Errorf("container %s: cleanup: %w", id, err))
 			}

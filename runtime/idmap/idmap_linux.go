@@ -175,7 +175,6 @@ func readMountInfo() ([]Mount, error) {
 	return ParseMountInfo(f)
 }
 
-
 func owner(path string) ([2]int, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
