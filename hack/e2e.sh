@@ -11,6 +11,7 @@ export ECI_E2E=1 ECI_E2E_HELM=$HELM ECI_E2E_HELM_ARGS=$HELM_ARGS
 if [[ $LOCAL_CLUSTER == 1 ]]; then
 	export ECI_E2E_IMAGE=localhost/eci-test/busybox:1.35
 	export ECI_E2E_CONTAINERD_CONFIG=/etc/containerd/config.toml
+	export ECI_E2E_CONTAINERD_CONFIG_ORIGINAL=$LOCAL_DIR/config/containerd.toml
 	export ECI_E2E_CONTAINERD_PIDFILE=$LOCAL_DIR/run/containerd.pid
 fi
 step "running the e2e suite"

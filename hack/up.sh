@@ -38,10 +38,10 @@ echo "  (a runc pod shows '0 0 4294967295': container root is host root)"
 if [[ $LOCAL_CLUSTER == 1 ]]; then
 	cid=$(k get pod eci-demo -o jsonpath='{.status.containerStatuses[0].containerID}')
 	cid=${cid#containerd://}
-	pid=$("$CRICTL" --runtime-endpoint unix:///run/containerd/containerd.sock inspect --output go-template --template '{{.info.pid}}' "$cid")
+	pid=$("$CRICTL" --runtime-endpoint unix:///run/containerd/containerd.sock inspect --output go-template --template '{{.info.pid}}' "$cid" 2>/dev/null)
 	echo "  host uid of its process:  $(awk '/^Uid:/ {print $2}' "/proc/$pid/status") (pid $pid on the host)"
 fi
-echo "  writing /proc/sys/kernel/panic inside: $(k exec eci-demo -- sh -c 'if echo 1 > /proc/sys/kernel/panic 2>/dev/null; then echo WRITTEN; else echo refused; fi')"
+echo "  writing /proc/sys/kernel/panic inside: $(k exec eci-demo -- sh -c 'if { echo 1 > /proc/sys/kernel/panic; } 2>/dev/null; then echo WRITTEN; else echo refused; fi')"
 
 step "demo: a pod that mounts the host's /var/lib/kubelet"
 k apply -f - >/dev/null <<YAML

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -254,6 +255,8 @@ func TestZZUninstallAndReinstall(t *testing.T) {
 		Assess("uninstall restores, reinstall works", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			cs := clientset(t, cfg)
 			confPath := os.Getenv("ECI_E2E_CONTAINERD_CONFIG")
+			// readConf returns containerd's config as it loads it: the main file and the
+			// drop-ins of conf.d beside it (eci uses a drop-in where the imports allow).
 			readConf := func() string {
 				if confPath == "" {
 					return ""
@@ -262,14 +265,33 @@ func TestZZUninstallAndReinstall(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return string(b)
+				state := "== " + confPath + "\n" + string(b)
+				dropIns, _ := filepath.Glob(filepath.Join(filepath.Dir(confPath), "conf.d", "*"))
+				for _, d := range dropIns {
+					b, err := os.ReadFile(d)
+					if err != nil {
+						t.Fatal(err)
+					}
+					state += "== " + d + "\n" + string(b)
+				}
+				return state
 			}
 			installed := readConf()
 			helm(t, "uninstall", releaseName, "--namespace", releaseNamespace, "--wait", "--timeout", "5m")
 			waitNodesLabel(ctx, t, cs, "", 2*time.Minute)
 			pristine := readConf()
-			if confPath != "" && (strings.Contains(pristine, "eci-runtime") || pristine == installed) {
-				t.Errorf("after uninstall %s still registers eci (or never did):\n%s", confPath, pristine)
+			if confPath != "" && (strings.Contains(pristine, "eci-runtime") || !strings.Contains(installed, "eci-runtime")) {
+				t.Errorf("containerd's config registered eci before uninstall: %v, after: %v\n--- before\n%s\n--- after\n%s",
+					strings.Contains(installed, "eci-runtime"), strings.Contains(pristine, "eci-runtime"), installed, pristine)
+			}
+			if orig := os.Getenv("ECI_E2E_CONTAINERD_CONFIG_ORIGINAL"); orig != "" {
+				want, err := os.ReadFile(orig)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := os.ReadFile(confPath); string(got) != string(want) {
+					t.Errorf("after uninstall %s differs from the config as written before eci (%s)", confPath, orig)
+				}
 			}
 			helmInstall(t)
 			waitNodesLabel(ctx, t, cs, "ready", 3*time.Minute)
