@@ -2,7 +2,8 @@
 #
 #   make deps        install build/test dependencies (Debian 12, root)
 #   make build       bin/eci-runtime and bin/runc
-#   make test        deps + build + lint + all tests, privileged lane (root; what CI runs)
+#   make test        deps + build + lint + unit, privileged and e2e lanes (root; what CI runs)
+#   make test-go     unit and privileged lanes only (root, no cluster)
 #   make test-unit   unit tests only (any user, no deps/build)
 #   make demo        run a privileged container under eci-runtime and show its isolation (root)
 #   make up          bring up eci on a cluster (the local one if KUBECONFIG is unset) and show an isolated pod
@@ -30,7 +31,7 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build image lint test test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
+.PHONY: all deps build image lint test test-go test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
 
 all: build
 
@@ -68,7 +69,13 @@ lint:
 		exit 1; \
 	fi
 
-test: deps build lint
+# Everything CI runs: lint, unit and privileged tests, then the e2e lane on the local
+# cluster (built and started if needed, torn down at the end).
+test: deps build lint test-go
+	ECI_E2E_DOWN=1 bash hack/e2e.sh
+
+# Unit and privileged tests, no cluster (root).
+test-go:
 	ECI_TEST_PRIVILEGED=1 ECI_BIN_DIR=$(BIN_DIR) $(GO) test -count=1 -timeout 30m ./...
 
 test-unit:

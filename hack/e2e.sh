@@ -6,7 +6,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=hack/lib.sh
 source hack/lib.sh
 
+if [[ ${ECI_E2E_DOWN:-} == 1 && -z ${KUBECONFIG:-} ]]; then
+	# make test leaves the machine as it found it.
+	teardown() {
+		step "uninstalling eci and tearing the local cluster down"
+		if [[ -n ${HELM:-} ]]; then
+			"$HELM" uninstall eci --namespace eci-system --wait --timeout 5m >&2 || true
+		fi
+		bash test/local/cluster.sh down >&2
+	}
+	trap teardown EXIT
+fi
 eci_cluster_and_chart
+step "helm lint --strict charts/eci"
+"$HELM" lint --strict charts/eci >&2
 export ECI_E2E=1 ECI_E2E_HELM=$HELM ECI_E2E_HELM_ARGS=$HELM_ARGS
 if [[ $LOCAL_CLUSTER == 1 ]]; then
 	export ECI_E2E_IMAGE=localhost/eci-test/busybox:1.35
