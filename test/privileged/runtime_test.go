@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/eci-dev/eci/internal/testbundle"
 )
 
@@ -154,5 +156,40 @@ func TestBadSettingsFailClosed(t *testing.T) {
 	}
 	if _, statErr := os.Stat(filepath.Join(rt.Root, id)); statErr == nil {
 		t.Error("runc created the container anyway")
+	}
+}
+
+// containerd makes each bundle directory 0700; eci lets only the container's root group
+// search it, and a failed create puts the mode and group back.
+func TestPrivateBundleDir(t *testing.T) {
+	e := newEnv(t)
+	id := e.id("private")
+	b := e.bundle(id, testbundle.Spec("true"))
+	if err := os.Chmod(b.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.outputOf(e.eci, id, b); err != nil {
+		t.Fatalf("a 0700 bundle dir: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(b.Dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o777 != 0o710 || st.Gid < 1<<31 {
+		t.Errorf("bundle dir mode %o gid %d: want 0710 and the container's root group", st.Mode&0o777, st.Gid)
+	}
+
+	failing := e.bundle(e.id("private-fail"), testbundle.Spec("/no/such/binary"))
+	if err := os.Chmod(failing.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eci.Create(filepath.Base(failing.Dir), failing, nil); err == nil {
+		t.Fatal("create of a missing binary succeeded")
+	}
+	if err := unix.Stat(failing.Dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o777 != 0o700 || st.Gid != 0 {
+		t.Errorf("after a failed create the bundle dir is mode %o gid %d, want 0700 and 0", st.Mode&0o777, st.Gid)
 	}
 }
