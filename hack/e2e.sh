@@ -11,6 +11,12 @@ if [[ ${ECI_E2E_DOWN:-} == 1 && -z ${KUBECONFIG:-} ]]; then
 	teardown() {
 		step "uninstalling eci and tearing the local cluster down"
 		if [[ -n ${HELM:-} ]]; then
+			# eci pods first: while eci containers exist, eci-node keeps its binaries
+			# (their shims still call them).
+			"$KUBECTL" get pods -A -o jsonpath='{range .items[?(@.spec.runtimeClassName=="eci")]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}' |
+				while read -r ns name; do
+					"$KUBECTL" delete pod -n "$ns" "$name" --grace-period=0 --wait=true >&2 || true
+				done
 			"$HELM" uninstall eci --namespace eci-system --wait --timeout 5m >&2 || true
 		fi
 		bash test/local/cluster.sh down >&2
