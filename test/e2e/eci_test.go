@@ -213,6 +213,40 @@ func TestPodsSurviveRestarts(t *testing.T) {
 	testenv.Test(t, f)
 }
 
+// A rolling update of the DaemonSet (any change to its pod template) restarts eci-node
+// but never uninstalls: the node stays ready and running eci pods keep working.
+func TestRollingUpdateKeepsEci(t *testing.T) {
+	requireE2E(t)
+	f := features.New("rolling update").
+		Assess("helm upgrade with a new pod template", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			createPod(ctx, t, cs, pod("rolling", "eci", "sleep 3600"))
+			waitPod(ctx, t, cs, "rolling", 2*time.Minute, "Running", running)
+			before := uidMap(ctx, t, cfg, "rolling")
+			agents, err := cs.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"upgrade", releaseName, "../../charts/eci", "--namespace", releaseNamespace, "--reuse-values",
+				"--set-string", "node.podAnnotations.eci\\.dev/rollout=" + strconv.FormatInt(time.Now().UnixNano(), 10)}
+			helm(t, args...)
+			waitAgentsReady(ctx, t, cfg, agents.Items)
+			nodes, _ := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			for _, n := range nodes.Items {
+				if v := n.Labels["eci.dev/runtime"]; v != "ready" {
+					t.Errorf("node %s is %q after a rolling update, want ready", n.Name, v)
+				}
+			}
+			if got := uidMap(ctx, t, cfg, "rolling"); got != before {
+				t.Errorf("after the rolling update the pod's uid_map is %v, was %v", got, before)
+			}
+			createPod(ctx, t, cs, pod("after-rolling", "eci", "sleep 3600"))
+			waitPod(ctx, t, cs, "after-rolling", 2*time.Minute, "Running", running)
+			return ctx
+		}).Feature()
+	testenv.Test(t, f)
+}
+
 func waitAgentsReady(ctx context.Context, t *testing.T, cfg *envconf.Config, old []corev1.Pod) {
 	t.Helper()
 	cs := clientset(t, cfg)
