@@ -219,9 +219,11 @@ build_helm() {
 	check_version "$HELM_VERSION" "$tmp/helm" version --short
 }
 
+# build_tools builds eci's image builder (hack/mkimage), which makes the harness's pause and
+# busybox images; it must run from inside eci's module (it builds the pause program).
 build_tools() {
 	local tmp=$1
-	(cd "$tools" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/" ./cmd/pause ./cmd/dir2image)
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/" ./hack/mkimage)
 }
 
 # check_pin DIR MODULE WANT: DIR/go.mod must require MODULE at WANT.
@@ -289,9 +291,9 @@ main() {
 				helm build_helm
 			;;
 		tools)
-			piece tools "(test/local/tools)" "20 s" \
-				"tools $(goenv) cgo=0 trimpath ldflags=-s-w src=$(cd "$tools" && find go.mod go.sum cmd internal -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)" \
-				"pause dir2image" build_tools
+			piece tools "(hack/mkimage)" "20 s" \
+				"mkimage $(goenv) cgo=0 trimpath ldflags=-s-w src=$(cd "$root" && find go.mod go.sum hack/mkimage -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)" \
+				"mkimage" build_tools
 			;;
 		*) die "unknown piece $p (pieces: ${all[*]})" ;;
 		esac

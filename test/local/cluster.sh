@@ -622,30 +622,17 @@ EOF
 # they are missing or older than what they are made of.
 build_images() {
 	mkdir -p "$images"
-	local t tmp
+	local t repo
+	repo=$(cd "$here/../.." && pwd)
 	t=$images/eci-test-pause-1.tar
-	if [[ ! -f $t || $bin/pause -nt $t ]]; then
-		tmp=$(mktemp -d)
-		cp "$bin/pause" "$tmp/pause"
-		dir2image -dir "$tmp" -tag "$pause_image" -entrypoint /pause -o "$t" >/dev/null
-		rm -rf "$tmp"
+	if [[ ! -f $t || $bin/mkimage -nt $t ]]; then
+		(cd "$repo" && "$bin/mkimage" pause -tag "$pause_image" -o "$t") >/dev/null
 		log "images: built $t"
 	fi
 	t=$images/eci-test-busybox-1.35.tar
-	if [[ ! -f $t || /bin/busybox -nt $t ]]; then
+	if [[ ! -f $t || /bin/busybox -nt $t || $bin/mkimage -nt $t ]]; then
 		[[ -x /bin/busybox ]] || die "/bin/busybox missing: run test/local/build.sh (installs busybox-static)"
-		tmp=$(mktemp -d)
-		mkdir -p "$tmp/bin" "$tmp/etc" "$tmp/root" "$tmp/tmp" "$tmp/proc" "$tmp/sys" "$tmp/dev"
-		chmod 1777 "$tmp/tmp"
-		cp /bin/busybox "$tmp/bin/busybox"
-		local a
-		for a in $(/bin/busybox --list); do
-			[[ $a == busybox ]] || ln -s busybox "$tmp/bin/$a"
-		done
-		printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$tmp/etc/passwd"
-		printf 'root:x:0:\nnogroup:x:65534:\n' >"$tmp/etc/group"
-		dir2image -dir "$tmp" -tag "$busybox_image" -cmd sh -o "$t" >/dev/null
-		rm -rf "$tmp"
+		(cd "$repo" && "$bin/mkimage" busybox -tag "$busybox_image" -o "$t") >/dev/null
 		log "images: built $t"
 	fi
 }
@@ -703,7 +690,7 @@ preflight() {
 	[[ $(id -u) -eq 0 ]] || die "must run as root"
 	local b missing=()
 	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd \
-		containerd containerd-shim-runc-v2 ctr crictl runc pause dir2image cni/bridge cni/host-local cni/loopback cni/portmap; do
+		containerd containerd-shim-runc-v2 ctr crictl runc mkimage cni/bridge cni/host-local cni/loopback cni/portmap; do
 		[[ -x $bin/$b ]] || missing+=("$b")
 	done
 	((${#missing[@]} == 0)) || die "not built: ${missing[*]} (in $bin): run test/local/build.sh"
