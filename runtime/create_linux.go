@@ -120,13 +120,11 @@ func (r *runner) harden(rollback *undo) error {
 	if err != nil {
 		return fmt.Errorf("reading bundle: %w", err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(orig, &spec); err != nil {
+	bs, err := parseBundleSpec(orig)
+	if err != nil {
 		return fmt.Errorf("bundle %s: config.json is not a valid OCI spec: %w", bundle, err)
 	}
-	if spec.Linux == nil || spec.Root == nil || spec.Process == nil {
-		return fmt.Errorf("bundle %s: config.json lacks its linux, root or process section", bundle)
-	}
+	spec := &bs.Spec
 	id := r.inv.ID
 	pod := harden.PodFromAnnotations(id, spec.Annotations)
 	alloc, err := openAllocator(cfg)
@@ -143,7 +141,7 @@ func (r *runner) harden(rollback *undo) error {
 		ResolvePath:     resolveHostPath,
 		IsHostNamespace: isHostNamespace,
 	}
-	kubeletMapped := hasUserNSMapping(&spec)
+	kubeletMapped := hasUserNSMapping(spec)
 	var userns *os.File
 	switch {
 	case kubeletMapped:
@@ -185,11 +183,11 @@ func (r *runner) harden(rollback *undo) error {
 		defer userns.Close()
 	}
 
-	if err := harden.Apply(&spec, in, harden.Default()); err != nil {
+	if err := harden.Apply(spec, in, harden.Default()); err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
 	if userns != nil {
-		if err := probeVolumes(&spec, userns); err != nil {
+		if err := probeVolumes(spec, userns); err != nil {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
 		rootfs := spec.Root.Path
@@ -216,14 +214,14 @@ func (r *runner) harden(rollback *undo) error {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
 		rollback.push(change.Undo)
-		if err := premountSysfs(&spec, rootfs, rollback); err != nil {
+		if err := premountSysfs(spec, rootfs, rollback); err != nil {
 			return fmt.Errorf("%s: %w", pod, err)
 		}
 	} else if err := writeRecord(cfg, rec, rollback); err != nil {
 		return err
 	}
 
-	out, err := json.Marshal(&spec)
+	out, err := bs.marshal()
 	if err != nil {
 		return err
 	}
