@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Regenerates every artifact derived from api/: the deepcopy methods, the CRDs under
+# config/crd/bases, and their copies in charts/eci/crds (helm installs crds/ before the
+# templates). controller-gen is pinned by the tool directive in go.mod.
+# Run from anywhere; "make verify-generate" runs it and fails if the tree changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+go tool controller-gen \
+	object:headerFile=hack/boilerplate.go.txt paths=./api/... \
+	crd paths=./api/... output:crd:dir=config/crd/bases
+
+mkdir -p charts/eci/crds
+rm -f charts/eci/crds/*.yaml
+cp config/crd/bases/*.yaml charts/eci/crds/
