@@ -67,6 +67,7 @@ type IsolationPolicySpec struct {
 
 	// protectedMounts lists the host paths governed pods may not bind-mount, and the
 	// exceptions to that list.
+	// +kubebuilder:default={}
 	// +optional
 	ProtectedMounts ProtectedMounts `json:"protectedMounts,omitempty"`
 
@@ -74,7 +75,7 @@ type IsolationPolicySpec struct {
 	// each. A syscall may appear in only one entry. Syscalls not listed run as the
 	// container's seccomp profile says.
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(a, self.filter(b, b.names.exists(n, n in a.names)).size() == 1)",message="a syscall name may appear in only one trappedSyscalls entry: merge the entries or remove the duplicate name"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.filter(b, b.names.exists(n, n in a.names)).size() == 1)",messageExpression="'syscalls listed in more than one trappedSyscalls entry: ' + self.map(a, a.names.filter(n, self.filter(b, n in b.names).size() > 1)).filter(d, d.size() > 0)[0].join(', ') + ' (a syscall may appear in only one entry: merge the entries or remove the duplicates)'"
 	// +listType=atomic
 	// +optional
 	TrappedSyscalls []TrappedSyscalls `json:"trappedSyscalls,omitempty"`

@@ -97,7 +97,8 @@ func TestValidationAgainstAPIServer(t *testing.T) {
 		}
 		s := p.Spec
 		if s.Mode != v1.ModeEnforce || s.Priority != 0 || s.UserNamespace.IDsPerPod != 65536 ||
-			s.ProcEmulation.Enabled == nil || !*s.ProcEmulation.Enabled {
+			s.ProcEmulation.Enabled == nil || !*s.ProcEmulation.Enabled ||
+			s.ProtectedMounts.ImmutableContainerMounts == nil || !*s.ProtectedMounts.ImmutableContainerMounts {
 			t.Errorf("defaults not applied: %+v", s)
 		}
 	})
@@ -170,7 +171,7 @@ func TestValidationAgainstAPIServer(t *testing.T) {
 			[]cause{{"spec.trappedSyscalls[1].errno", `Unsupported value: "EWHATEVER": supported values: "EPERM", "EACCES", "ENOENT", "EINVAL", "EBUSY", "EROFS", "ENOSYS", "ENOTSUP", "EOPNOTSUPP", "ENODEV", "ENXIO", "EAGAIN", "ENOMEM", "EFAULT"`}}},
 		{"duplicate syscall across entries", func(s *v1.IsolationPolicySpec) {
 			s.TrappedSyscalls[2].Names = append(s.TrappedSyscalls[2].Names, "mount")
-		}, []cause{{"spec.trappedSyscalls", "a syscall name may appear in only one trappedSyscalls entry: merge the entries or remove the duplicate name"}}},
+		}, []cause{{"spec.trappedSyscalls", "syscalls listed in more than one trappedSyscalls entry: mount (a syscall may appear in only one entry: merge the entries or remove the duplicates)"}}},
 		{"idsPerPod 1000", func(s *v1.IsolationPolicySpec) { s.UserNamespace.IDsPerPod = 1000 },
 			[]cause{
 				{"spec.userNamespace.idsPerPod", "spec.userNamespace.idsPerPod in body should be greater than or equal to 65536"},
