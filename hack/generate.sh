@@ -10,6 +10,9 @@ go tool controller-gen \
 	object:headerFile=hack/boilerplate.go.txt paths=./api/... \
 	crd paths=./api/... output:crd:dir=config/crd/bases
 
+# RBAC: when controllers/ exists, add its roles here, e.g.
+#   rbac:roleName=eci-controller paths=./controllers/... output:rbac:dir=config/rbac
+
 mkdir -p charts/eci/crds
 rm -f charts/eci/crds/*.yaml
 cp config/crd/bases/*.yaml charts/eci/crds/
