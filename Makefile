@@ -4,6 +4,8 @@
 #   make build       bin/eci-runtime and bin/runc
 #   make test        deps + build + lint + unit, privileged and e2e lanes (root; what CI runs)
 #   make test-go     unit and privileged lanes only (root, no cluster)
+#   make test-envtest the CRD's CEL validation against a real kube-apiserver
+#   make generate    regenerate deepcopy and CRDs (CI: verify-generate fails on a diff)
 #   make test-unit   unit tests only (any user, no deps/build)
 #   make demo        run a privileged container under eci-runtime and show its isolation (root)
 #   make up          bring up eci on a cluster (the local one if KUBECONFIG is unset) and show an isolated pod
@@ -31,7 +33,7 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build image lint test test-go test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
+.PHONY: all deps build image lint generate verify-generate test test-go test-envtest test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
 
 all: build
 
@@ -71,8 +73,27 @@ lint:
 
 # Everything CI runs: lint, unit and privileged tests, then the e2e lane on the local
 # cluster (built and started if needed, torn down at the end).
-test: deps build lint test-go
+test: deps build lint verify-generate test-go
 	ECI_E2E_DOWN=1 bash hack/e2e.sh
+	$(MAKE) --no-print-directory test-envtest
+
+# Regenerate deepcopy and the CRDs (config/crd, copied into charts/eci/crds) from api/.
+generate:
+	bash hack/generate.sh
+
+# CI: fail if the committed generated files differ from what generate produces.
+verify-generate: generate
+	@changed=$$(git status --porcelain -- api config charts/eci/crds); \
+	if [[ -n $$changed ]]; then \
+		echo "generated files are out of date (run make generate and commit):"; \
+		echo "$$changed"; git --no-pager diff -- api config charts/eci/crds; \
+		exit 1; \
+	fi
+
+# CEL validation of the CRD against a real kube-apiserver (binaries from test/local/build.sh).
+test-envtest:
+	bash test/local/build.sh kubernetes etcd
+	KUBEBUILDER_ASSETS=$(ECI_CACHE_DIR)/local/bin ECI_TEST_ENVTEST=1 $(GO) test -count=1 ./api/...
 
 # Unit and privileged tests, no cluster (root).
 test-go:
