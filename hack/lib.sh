@@ -47,6 +47,10 @@ eci_cluster_and_chart() {
 		DEMO_PULL=Never
 	fi
 	export HELM_ARGS DEMO_IMAGE DEMO_PULL
+	# helm installs crds/ only on a first install, never on an upgrade: apply them first.
+	step "applying eci's CRDs (charts/eci/crds)"
+	"$KUBECTL" apply --server-side --force-conflicts -f charts/eci/crds/ >&2
+	"$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 	step "helm upgrade --install eci charts/eci (namespace eci-system)"
 	# shellcheck disable=SC2086
 	"$HELM" upgrade --install eci charts/eci --namespace eci-system --create-namespace --wait --timeout 5m $HELM_ARGS >&2
