@@ -10,8 +10,11 @@ go tool controller-gen \
 	object:headerFile=hack/boilerplate.go.txt paths=./api/... \
 	crd paths=./api/... output:crd:dir=config/crd/bases
 
-# RBAC: when controllers/ exists, add its roles here, e.g.
-#   rbac:roleName=eci-controller paths=./controllers/... output:rbac:dir=config/rbac
+# RBAC of eci-controller, from the +kubebuilder:rbac markers in controllers/: the ClusterRole
+# eci-controller and the leader-election Role. charts/eci/templates/controller-rbac.yaml
+# carries the same rules (controllers/rbac_test.go fails when they differ).
+go tool controller-gen \
+	rbac:roleName=eci-controller paths=./controllers/... output:rbac:dir=config/rbac
 
 mkdir -p charts/eci/crds
 rm -f charts/eci/crds/*.yaml
