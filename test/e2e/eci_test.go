@@ -84,6 +84,27 @@ func TestPodsGetExclusiveRanges(t *testing.T) {
 	testenv.Test(t, f)
 }
 
+// A pod with hostUsers: false gets the kubelet's mapping; eci checks it and keeps it.
+func TestKubeletMappingIsKept(t *testing.T) {
+	requireE2E(t)
+	f := features.New("hostUsers: false").
+		Assess("the kubelet's range, not eci's", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			no := false
+			createPod(ctx, t, cs, pod("kubelet-userns", "eci", "sleep 3600", func(p *corev1.Pod) { p.Spec.HostUsers = &no }))
+			waitPod(ctx, t, cs, "kubelet-userns", 2*time.Minute, "Running", running)
+			m := uidMap(ctx, t, cfg, "kubelet-userns")
+			if m[0] != 0 || m[1] < 65536 || m[2] != 65536 {
+				t.Errorf("uid_map %v: want 0 <kubelet host id >= 65536> 65536", m)
+			}
+			if m[1] >= 1<<31 && m[1] < 1<<31+1<<30 {
+				t.Errorf("uid_map %v comes from eci's pool, not from the kubelet", m)
+			}
+			return ctx
+		}).Feature()
+	testenv.Test(t, f)
+}
+
 // A pod mounting a protected host path fails to start, and its events say why.
 func TestProtectedHostPath(t *testing.T) {
 	requireE2E(t)
