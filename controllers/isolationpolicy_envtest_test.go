@@ -60,6 +60,7 @@ func startEnv(tb testing.TB) *env {
 		Config:                 cfg,
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
+		SkipNameValidation:     true,
 		LeaderElect:            false,
 	})
 	if err != nil {

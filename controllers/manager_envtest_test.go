@@ -83,6 +83,7 @@ func TestRunServesProbesMetricsAndLeadership(t *testing.T) {
 			LeaderElect:             true,
 			LeaderElectionNamespace: "default",
 			LeaderElectionID:        "eci-controller.eci.dev",
+			SkipNameValidation:      true,
 		})
 	}()
 	t.Cleanup(func() {

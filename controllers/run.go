@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -34,6 +35,9 @@ type Options struct {
 	// Config talks to the API server; nil means the in-cluster config or
 	// $KUBECONFIG.
 	Config *rest.Config
+	// SkipNameValidation lets tests run several managers in one process
+	// (controller-runtime refuses two controllers of the same name).
+	SkipNameValidation bool
 }
 
 // BindFlags registers the options' command-line flags on fs, with their
@@ -82,6 +86,7 @@ func NewManager(o Options) (ctrl.Manager, error) {
 		// Hand the lease over at shutdown instead of letting it expire,
 		// so a rollout does not pause reconciling for the lease duration.
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: &o.SkipNameValidation},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the controller manager: %w", err)
