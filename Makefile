@@ -33,14 +33,14 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build image lint generate verify-generate test test-go test-envtest test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/runc
+.PHONY: all deps build image lint generate verify-generate test test-go test-envtest test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/eci-controller bin/runc
 
 all: build
 
 deps:
 	bash hack/install-deps.sh
 
-build: bin/eci-runtime bin/eci-node bin/runc
+build: bin/eci-runtime bin/eci-node bin/eci-controller bin/runc
 
 # Phony: go's build cache decides what is out of date.
 bin/eci-runtime:
@@ -48,6 +48,9 @@ bin/eci-runtime:
 
 bin/eci-node:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(ECI_LDFLAGS)' -o $@ ./cmd/eci-node
+
+bin/eci-controller:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(ECI_LDFLAGS)' -o $@ ./cmd/eci-controller
 
 # The eci image (eci-node + the node artifacts) as a tarball, without Docker.
 IMAGE_REPO ?= ghcr.io/eci-dev/eci
