@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,6 +44,8 @@ func startEnv(tb testing.TB) *env {
 		}
 		tb.Skip("KUBEBUILDER_ASSETS is unset: skipping the controller tests against a real kube-apiserver (set it to a directory holding kube-apiserver and etcd, e.g. /var/cache/eci/local/bin)")
 	}
+	// The controller's errors, not its chatter.
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	te := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
