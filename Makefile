@@ -93,10 +93,11 @@ verify-generate: generate
 		exit 1; \
 	fi
 
-# CEL validation of the CRD against a real kube-apiserver (binaries from test/local/build.sh).
+# The CRDs' CEL validation and the controller against a real kube-apiserver (binaries from
+# test/local/build.sh).
 test-envtest:
 	bash test/local/build.sh kubernetes etcd
-	KUBEBUILDER_ASSETS=$(ECI_CACHE_DIR)/local/bin ECI_TEST_ENVTEST=1 $(GO) test -count=1 ./api/...
+	KUBEBUILDER_ASSETS=$(ECI_CACHE_DIR)/local/bin ECI_TEST_ENVTEST=1 $(GO) test -count=1 ./api/... ./controllers/...
 
 # Unit and privileged tests, no cluster (root).
 test-go:
