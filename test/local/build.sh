@@ -51,7 +51,8 @@ build_deps() {
 	# iptables: kubelet, kube-proxy, the egress guard. busybox-static: the test
 	# image. openssl: the cluster's PKI. iproute2, util-linux (flock, findmnt,
 	# nsenter), mount, procps: cluster.sh itself.
-	local pinned=("iptables=$IPTABLES_VERSION" "busybox-static=$BUSYBOX_STATIC_VERSION")
+	# uidmap: getsubids, through which the kubelet reads its user-namespace id range.
+	local pinned=("iptables=$IPTABLES_VERSION" "busybox-static=$BUSYBOX_STATIC_VERSION" "uidmap=$UIDMAP_VERSION")
 	local unpinned=(openssl iproute2 util-linux mount procps)
 	local todo=() spec pkg want have
 	for spec in "${pinned[@]}"; do

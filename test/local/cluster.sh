@@ -620,6 +620,25 @@ EOF
 
 # build_images writes the pause and busybox image tarballs into images/ when
 # they are missing or older than what they are made of.
+# kubelet_subids bounds the kubelet's user-namespace ids (hostUsers: false pods) to
+# [65536, 2^31), disjoint from eci's pool at [2^31, 2^31+2^30): the kubelet reads a "kubelet"
+# user's subordinate ids through getsubids, and otherwise claims every id above 65535.
+kubelet_subids() {
+	local entry="kubelet:65536:2147418112" f
+	getent passwd kubelet >/dev/null ||
+		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubelet ||
+		die "cannot create the kubelet user for its subordinate ids"
+	for f in /etc/subuid /etc/subgid; do
+		touch "$f"
+		if ! grep -qxF "$entry" "$f"; then
+			sed -i '/^kubelet:/d' "$f"
+			echo "$entry" >>"$f"
+			log "kubelet: user-namespace ids $entry in $f (kept apart from eci's pool)"
+		fi
+	done
+	command -v getsubids >/dev/null || die "getsubids missing: run test/local/build.sh deps (installs uidmap)"
+}
+
 build_images() {
 	mkdir -p "$images"
 	local t repo
@@ -779,6 +798,7 @@ up() {
 	build_images
 	import_images
 
+	kubelet_subids
 	local since=''
 	pid_of kubelet >/dev/null || since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 	start_daemon kubelet "$bin/kubelet" --config "$conf/kubelet.yaml" \
