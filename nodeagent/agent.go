@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/eci-dev/eci/nodeagent/hostcheck"
 	"github.com/eci-dev/eci/nodeagent/install"
 	"github.com/eci-dev/eci/nodeagent/kube"
+	"github.com/eci-dev/eci/runtime/config"
 )
 
 // State is where the agent is in its life.
@@ -164,6 +167,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.metrics.installs.WithLabelValues("success").Inc()
 			a.setState(StateReady)
 			_ = a.Node.Event(ctx, corev1.EventTypeNormal, "EciInstalled", "eci runtime handler installed and live")
+			a.warnKubeletOverlap(ctx)
 			break
 		}
 		a.metrics.installs.WithLabelValues("failure").Inc()
@@ -199,6 +203,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	_ = a.Node.Event(ctx, corev1.EventTypeNormal, "EciUninstalled", "eci removed; the CRI config is as it was before install")
 	<-ctx.Done()
 	return nil
+}
+
+// warnKubeletOverlap warns (log and Node Event) when the kubelet's user-namespace ids may
+// fall inside eci's pool: hostUsers: false pods could then share host ids with eci pods.
+func (a *Agent) warnKubeletOverlap(ctx context.Context) {
+	root := a.Installer.Opts.HostRoot
+	cfg, err := config.LoadFile(filepath.Join(root, config.DefaultPath))
+	if err != nil {
+		a.Log.Warn("cannot read eci-runtime's settings on the host", "err", err)
+		return
+	}
+	if msg := hostcheck.KubeletOverlap(root, uint64(cfg.IDPool.Start), uint64(cfg.IDPool.Size)); msg != "" {
+		a.Log.Warn("kubelet id range", "problem", msg)
+		_ = a.Node.Event(ctx, corev1.EventTypeWarning, "EciKubeletRangeOverlap", msg)
+	}
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.

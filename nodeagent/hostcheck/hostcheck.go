@@ -95,3 +95,38 @@ func Major(version string) (int, error) {
 	}
 	return n, nil
 }
+
+// KubeletRange reads the kubelet's user-namespace id range from the host's /etc/subuid: the
+// "kubelet" user's subordinate ids, which the kubelet gives hostUsers: false pods. ok is
+// false when there is none, and the kubelet then claims every id above 65535.
+func KubeletRange(root string) (start, size uint64, ok bool) {
+	data, err := os.ReadFile(filepath.Join(root, "etc/subuid"))
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) != 3 || f[0] != "kubelet" {
+			continue
+		}
+		s, err1 := strconv.ParseUint(f[1], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 33)
+		if err1 == nil && err2 == nil && n > 0 {
+			return s, n, true
+		}
+	}
+	return 0, 0, false
+}
+
+// KubeletOverlap says why the kubelet's ids may collide with eci's pool [poolStart,
+// poolStart+poolSize), or "" when they cannot.
+func KubeletOverlap(root string, poolStart, poolSize uint64) string {
+	start, size, ok := KubeletRange(root)
+	if !ok {
+		return fmt.Sprintf("the kubelet has no subordinate id range (no kubelet entry in /etc/subuid), so it may give hostUsers: false pods ids inside eci's pool [%d, %d): add e.g. kubelet:65536:%d to /etc/subuid and /etc/subgid and create a kubelet system user", poolStart, poolStart+poolSize, poolStart-65536)
+	}
+	if start < poolStart+poolSize && poolStart < start+size {
+		return fmt.Sprintf("the kubelet's id range [%d, %d) from /etc/subuid overlaps eci's pool [%d, %d): hostUsers: false pods could share host ids with eci pods", start, start+size, poolStart, poolStart+poolSize)
+	}
+	return ""
+}

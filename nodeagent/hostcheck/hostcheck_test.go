@@ -72,3 +72,20 @@ func TestKernelAndMajor(t *testing.T) {
 		t.Error("Major(dev) parsed")
 	}
 }
+
+func TestKubeletOverlap(t *testing.T) {
+	pool := [2]uint64{1 << 31, 1 << 30}
+	for body, want := range map[string]string{
+		"":                                  "no kubelet entry",
+		"alice:100000:65536\n":              "no kubelet entry",
+		"kubelet:65536:2147418112\n":        "",
+		"kubelet:65536:4294901760\n":        "overlaps eci's pool",
+		"x:1:2\nkubelet:3221225472:65536\n": "",
+	} {
+		root := tree(t, map[string]string{"etc/subuid": body})
+		got := KubeletOverlap(root, pool[0], pool[1])
+		if (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("subuid %q: got %q, want %q", body, got, want)
+		}
+	}
+}
