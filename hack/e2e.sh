@@ -26,7 +26,7 @@ fi
 eci_cluster_and_chart
 step "helm lint --strict charts/eci"
 "$HELM" lint --strict charts/eci >&2
-export ECI_E2E=1 ECI_E2E_HELM=$HELM ECI_E2E_HELM_ARGS=$HELM_ARGS
+export ECI_E2E=1 ECI_E2E_HELM=$HELM ECI_E2E_HELM_ARGS=$HELM_ARGS ECI_E2E_KUBECTL=$KUBECTL
 if [[ $LOCAL_CLUSTER == 1 ]]; then
 	export ECI_E2E_IMAGE=localhost/eci-test/busybox:1.35
 	export ECI_E2E_CONTAINERD_CONFIG=/etc/containerd/config.toml

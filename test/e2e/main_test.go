@@ -7,6 +7,7 @@
 //	KUBECONFIG                   the cluster (required)
 //	ECI_E2E_IMAGE                test image (default localhost/eci-test/busybox:1.35, pull policy Never)
 //	ECI_E2E_HELM                 helm binary (default: helm on PATH)
+//	ECI_E2E_KUBECTL              kubectl binary (default: kubectl on PATH), for kubectl explain
 //	ECI_E2E_HELM_ARGS            extra args for helm install (the local harness's image and restart settings)
 //	ECI_E2E_CONTAINERD_CONFIG    host path of containerd's config, when the test runs on the node
 //	ECI_E2E_CONTAINERD_PIDFILE   host pid file of a supervised containerd, to restart it
