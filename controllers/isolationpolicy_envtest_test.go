@@ -19,10 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "github.com/eci-dev/eci/api/v1alpha1"
 	"github.com/eci-dev/eci/controllers"
+	"github.com/eci-dev/eci/internal/envtestutil"
 )
 
 // env is a running kube-apiserver with eci's CRDs and the controller's
@@ -37,29 +37,9 @@ type env struct {
 // are not configured, unless ECI_TEST_ENVTEST=1.
 func startEnv(tb testing.TB) *env {
 	tb.Helper()
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		if os.Getenv("ECI_TEST_ENVTEST") == "1" {
-			tb.Fatal("ECI_TEST_ENVTEST=1 but KUBEBUILDER_ASSETS is unset: point it at a directory holding kube-apiserver and etcd (e.g. /var/cache/eci/local/bin)")
-		}
-		tb.Skip("KUBEBUILDER_ASSETS is unset: skipping the controller tests against a real kube-apiserver (set it to a directory holding kube-apiserver and etcd, e.g. /var/cache/eci/local/bin)")
-	}
+	cfg := envtestutil.Start(tb, filepath.Join("..", "config", "crd", "bases"))
 	// The controller's errors, not its chatter.
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	te := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := te.Start()
-	if err != nil {
-		tb.Fatalf("starting kube-apiserver and etcd from %s: %v", assets, err)
-	}
-	tb.Cleanup(func() {
-		if err := te.Stop(); err != nil {
-			tb.Errorf("stopping envtest: %v", err)
-		}
-	})
 	mgr, err := controllers.NewManager(controllers.Options{
 		Config:                 cfg,
 		MetricsBindAddress:     "0",

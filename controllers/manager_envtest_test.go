@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,10 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "github.com/eci-dev/eci/api/v1alpha1"
 	"github.com/eci-dev/eci/controllers"
+	"github.com/eci-dev/eci/internal/envtestutil"
 )
 
 func freeAddr(t *testing.T) string {
@@ -51,27 +50,7 @@ func get(url string) (string, error) {
 // TestRunServesProbesMetricsAndLeadership runs the controller as the binary
 // does: with leader election, health probes and metrics.
 func TestRunServesProbesMetricsAndLeadership(t *testing.T) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		if os.Getenv("ECI_TEST_ENVTEST") == "1" {
-			t.Fatal("ECI_TEST_ENVTEST=1 but KUBEBUILDER_ASSETS is unset: point it at a directory holding kube-apiserver and etcd (e.g. /var/cache/eci/local/bin)")
-		}
-		t.Skip("KUBEBUILDER_ASSETS is unset: skipping the controller tests against a real kube-apiserver (set it to a directory holding kube-apiserver and etcd, e.g. /var/cache/eci/local/bin)")
-	}
-	te := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := te.Start()
-	if err != nil {
-		t.Fatalf("starting kube-apiserver and etcd from %s: %v", assets, err)
-	}
-	t.Cleanup(func() {
-		if err := te.Stop(); err != nil {
-			t.Errorf("stopping envtest: %v", err)
-		}
-	})
+	cfg := envtestutil.Start(t, filepath.Join("..", "config", "crd", "bases"))
 	metricsAddr, healthAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

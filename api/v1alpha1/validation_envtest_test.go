@@ -3,7 +3,6 @@ package v1alpha1_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,36 +11,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1 "github.com/eci-dev/eci/api/v1alpha1"
+	"github.com/eci-dev/eci/internal/envtestutil"
 )
 
 // startAPIServer starts etcd and kube-apiserver from $KUBEBUILDER_ASSETS with the generated
 // CRD installed. It skips when the binaries are not configured, unless ECI_TEST_ENVTEST=1.
 func startAPIServer(t *testing.T) client.Client {
 	t.Helper()
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		if os.Getenv("ECI_TEST_ENVTEST") == "1" {
-			t.Fatal("ECI_TEST_ENVTEST=1 but KUBEBUILDER_ASSETS is unset: point it at a directory holding kube-apiserver and etcd (e.g. /var/cache/eci/local/bin)")
-		}
-		t.Skip("KUBEBUILDER_ASSETS is unset: skipping the CEL checks against a real kube-apiserver (set it to a directory holding kube-apiserver and etcd)")
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting kube-apiserver and etcd from %s: %v", assets, err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping envtest: %v", err)
-		}
-	})
+	cfg := envtestutil.Start(t, filepath.Join("..", "..", "config", "crd", "bases"))
 	scheme := runtime.NewScheme()
 	if err := v1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
