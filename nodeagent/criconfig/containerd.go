@@ -483,6 +483,28 @@ func PlanContainerdInstall(root, configPath string, containerdMajor int, h Handl
 	return planEdit(hst, p, c, configPath, ours, version, h, want, from, why)
 }
 
+// writeDropIn plans writing want, with eci's header, to the drop-in f, unless f already
+// holds exactly that table. It returns how the description should call the write ("wrote",
+// "rewrote stale"), or "" when nothing needs doing.
+func (p *Plan) writeDropIn(f hostFile, want doc, h Handler) (string, error) {
+	if f.exists {
+		if cur, err := parseTOML(f.path, f.data); err == nil && reflect.DeepEqual(cur, want) {
+			return "", nil
+		}
+	}
+	body, err := marshalTOML(want)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", f.path, err)
+	}
+	p.expectFile(f)
+	p.write(f.path, append(fmt.Appendf(nil, dropInHeader, h.Name), body...), 0o644)
+	p.Changed = true
+	if f.exists {
+		return "rewrote stale", nil
+	}
+	return "wrote", nil
+}
+
 const dropInHeader = "# Written by eci: registers the %q runtime handler. eci rewrites this file when it is\n" +
 	"# installed and removes it when it is uninstalled; do not edit.\n\n"
 
@@ -496,22 +518,13 @@ func planDropIn(hst *host, p Plan, configPath, dropIn string, version int, h Han
 	if err != nil {
 		return p, err
 	}
-	if f.exists {
-		if cur, err := parseTOML(dropIn, f.data); err == nil && reflect.DeepEqual(cur, m) {
-			p.describe("containerd: runtime handler %q is already registered by drop-in %s; nothing to do", h.Name, dropIn)
-			return p, nil
-		}
-	}
-	body, err := marshalTOML(m)
+	verb, err := p.writeDropIn(f, m, h)
 	if err != nil {
-		return p, fmt.Errorf("%s: %w", dropIn, err)
+		return p, err
 	}
-	p.expectFile(f)
-	p.write(dropIn, append(fmt.Appendf(nil, dropInHeader, h.Name), body...), 0o644)
-	p.Changed = true
-	verb := "wrote"
-	if f.exists {
-		verb = "rewrote stale"
+	if verb == "" {
+		p.describe("containerd: runtime handler %q is already registered by drop-in %s; nothing to do", h.Name, dropIn)
+		return p, nil
 	}
 	p.describe("containerd: %s drop-in %s (config version %d, loaded through the imports of %s) registering runtime handler %q for %s%s; "+
 		"restart containerd to load it", verb, dropIn, version, configPath, h.Name, h.BinaryName, systemdNote(want, from))

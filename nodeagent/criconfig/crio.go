@@ -3,7 +3,6 @@ package criconfig
 import (
 	"fmt"
 	"path"
-	"reflect"
 )
 
 // DefaultCRIODropInDir is where CRI-O reads drop-in configs from (its config_dir).
@@ -125,23 +124,13 @@ func PlanCRIOInstall(root, dropInDir string, h Handler) (Plan, error) {
 	if err != nil {
 		return p, err
 	}
-	want := crioTable(h, monitor)
-	if f.exists {
-		if cur, err := parseTOML(file, f.data); err == nil && reflect.DeepEqual(cur, want) {
-			p.describe("CRI-O: runtime handler %q is already registered by drop-in %s; nothing to do", h.Name, file)
-			return p, nil
-		}
-	}
-	body, err := marshalTOML(want)
+	verb, err := p.writeDropIn(f, crioTable(h, monitor), h)
 	if err != nil {
-		return p, fmt.Errorf("%s: %w", file, err)
+		return p, err
 	}
-	p.expectFile(f)
-	p.write(file, append(fmt.Appendf(nil, dropInHeader, h.Name), body...), 0o644)
-	p.Changed = true
-	verb := "wrote"
-	if f.exists {
-		verb = "rewrote stale"
+	if verb == "" {
+		p.describe("CRI-O: runtime handler %q is already registered by drop-in %s; nothing to do", h.Name, file)
+		return p, nil
 	}
 	note := fmt.Sprintf("conmon settings as the default runtime %q", def)
 	if len(monitor) == 0 {
