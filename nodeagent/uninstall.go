@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/eci-dev/eci/nodeagent/kube"
@@ -33,34 +34,30 @@ func RequestUninstall(ctx context.Context, client kubernetes.Interface, namespac
 		}
 		log.Info("uninstall requested", "node", n.Name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
+	var waiting []string
+	var lastErr error
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		left, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: kube.LabelRuntime})
-		if err == nil {
-			if len(left.Items) == 0 {
-				log.Info("every node uninstalled", "nodes", len(nodes.Items))
-				return nil
-			}
-			var names []string
-			for _, n := range left.Items {
-				names = append(names, n.Name+"="+n.Labels[kube.LabelRuntime])
-			}
-			sort.Strings(names)
-			log.Info("waiting for nodes to uninstall", "nodes", strings.Join(names, ","))
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%w within %s: %s (see eci-node's logs and the nodes' events)", ErrUninstallTimeout, timeout, strings.Join(names, ", "))
-			case <-t.C:
-			}
-			continue
+		if err != nil {
+			lastErr = err
+			return false, nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w within %s: %v", ErrUninstallTimeout, timeout, err)
-		case <-t.C:
+		waiting = waiting[:0]
+		for _, n := range left.Items {
+			waiting = append(waiting, n.Name+"="+n.Labels[kube.LabelRuntime])
 		}
+		if len(waiting) > 0 {
+			sort.Strings(waiting)
+			log.Info("waiting for nodes to uninstall", "nodes", strings.Join(waiting, ","))
+		}
+		return len(waiting) == 0, nil
+	})
+	switch {
+	case err == nil:
+		log.Info("every node uninstalled", "nodes", len(nodes.Items))
+		return nil
+	case len(waiting) == 0 && lastErr != nil:
+		return fmt.Errorf("%w within %s: %v", ErrUninstallTimeout, timeout, lastErr)
 	}
+	return fmt.Errorf("%w within %s: %s (see eci-node's logs and the nodes' events)", ErrUninstallTimeout, timeout, strings.Join(waiting, ", "))
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/eci-dev/eci/nodeagent/hostcheck"
 	"github.com/eci-dev/eci/nodeagent/kube"
@@ -321,9 +322,9 @@ func (i *Installer) restartCRI(ctx context.Context, cri CRI) error {
 	if err := i.Restarter.Restart(ctx); err != nil {
 		return err
 	}
-	return i.poll(ctx, "the CRI to answer after its restart", func() (bool, error) {
+	return i.poll(ctx, "the CRI to answer after its restart", func() bool {
 		_, _, err := cri.Version(ctx)
-		return err == nil, nil
+		return err == nil
 	})
 }
 
@@ -331,27 +332,24 @@ func (i *Installer) restartCRI(ctx context.Context, cri CRI) error {
 // the handler is served (want) or gone.
 func (i *Installer) waitHandler(ctx context.Context, cri CRI, want bool) error {
 	h := i.Opts.Handler
-	if err := i.poll(ctx, fmt.Sprintf("the CRI to report handler %q served=%v", h, want), func() (bool, error) {
+	if err := i.poll(ctx, fmt.Sprintf("the CRI to report handler %q served=%v", h, want), func() bool {
 		handlers, err := cri.Handlers(ctx)
-		if err != nil {
-			return false, nil
-		}
 		_, ok := handlers[h]
-		return ok == want, nil
+		return err == nil && ok == want
 	}); err != nil {
 		return err
 	}
-	return i.poll(ctx, fmt.Sprintf("the kubelet to report handler %q in Node status.runtimeHandlers (served=%v)", h, want), func() (bool, error) {
+	return i.poll(ctx, fmt.Sprintf("the kubelet to report handler %q in Node status.runtimeHandlers (served=%v)", h, want), func() bool {
 		node, err := i.Node.Get(ctx)
 		if err != nil {
-			return false, nil
+			return false
 		}
 		ok, _ := kube.HandlerReported(node, h)
-		return ok == want, nil
+		return ok == want
 	})
 }
 
-func (i *Installer) poll(ctx context.Context, what string, cond func() (bool, error)) error {
+func (i *Installer) poll(ctx context.Context, what string, cond func() bool) error {
 	timeout := i.Opts.HandlerTimeout
 	if timeout == 0 {
 		timeout = 2 * time.Minute
@@ -360,22 +358,9 @@ func (i *Installer) poll(ctx context.Context, what string, cond func() (bool, er
 	if interval == 0 {
 		interval = time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
-		case <-t.C:
-		}
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
 	}
+	return nil
 }
