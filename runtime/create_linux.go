@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/eci-dev/eci/internal/atomicfile"
 	"github.com/eci-dev/eci/runtime/config"
 	"github.com/eci-dev/eci/runtime/harden"
 	"github.com/eci-dev/eci/runtime/idalloc"
@@ -36,29 +37,10 @@ func recordPath(cfg config.Config, id string) string {
 	return filepath.Join(cfg.RunDir, "containers", id+".json")
 }
 
-// writeFileAtomic writes data to path through a temp file and a rename, so a reader (or a
-// crash of eci-runtime) sees the old or the new content, never a mix. No fsync: these files
+// writeFileAtomic replaces path through a temp file and a rename. No fsync: these files
 // live on tmpfs or in the CRI's per-boot bundle, which a power loss wipes anyway.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, perm, false)
 }
 
 func openAllocator(cfg config.Config) (*idalloc.Allocator, error) {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/eci-dev/eci/internal/atomicfile"
 	"github.com/eci-dev/eci/nodeagent/hostcheck"
 	"github.com/eci-dev/eci/nodeagent/kube"
 )
@@ -294,27 +294,7 @@ func (i *Installer) copyBinaries() (restore func() error, err error) {
 }
 
 func writeExecutable(dst string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o755); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dst)
+	return atomicfile.Write(dst, data, 0o755, true)
 }
 
 // restartCRI restarts the CRI and waits until it answers again.
