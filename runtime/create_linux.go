@@ -21,6 +21,7 @@ import (
 	"github.com/eci-dev/eci/runtime/harden"
 	"github.com/eci-dev/eci/runtime/idalloc"
 	"github.com/eci-dev/eci/runtime/idmap"
+	"github.com/eci-dev/eci/runtime/policy"
 )
 
 // record is what eci did to a container, kept in <runDir>/containers/<id>.json until the
@@ -31,6 +32,11 @@ type record struct {
 	Range    idalloc.Range       `json:"range"`
 	Pod      harden.Pod          `json:"pod"`
 	Rootfs   *idmap.RootfsChange `json:"rootfs,omitempty"`
+	// Policy is the policy the container was created under; a sandbox's governs every
+	// container of its pod, so a running pod keeps the policy it started with.
+	Policy *policy.Pod `json:"policy,omitempty"`
+	// PolicySource says where the policy came from (pod file, strict or builtin).
+	PolicySource policy.Source `json:"policySource,omitempty"`
 }
 
 func recordPath(cfg config.Config, id string) string {
@@ -77,6 +83,9 @@ func (r *runner) create(ctx context.Context) error {
 		}
 		return runErr
 	}
+	if runErr == nil && r.started != nil {
+		r.started()
+	}
 	if r.inv.Verb == "run" && !r.containerExists(r.inv.ID) {
 		// runc run without --detach deletes the container when it exits.
 		r.cleanup(r.inv.ID)
@@ -114,12 +123,22 @@ func (r *runner) harden(rollback *undo) error {
 		return err
 	}
 
-	rec := record{ID: id, Pod: pod}
+	pp, source := r.podPolicy(cfg, pod)
+	pol := pp.Policy
+	rec := record{ID: id, Pod: pod, Policy: &pp, PolicySource: source}
+	idsPerPod := cfg.IDsPerPod
+	if pol.IDsPerPod != 0 {
+		idsPerPod = pol.IDsPerPod
+	}
 	in := harden.Inputs{
 		ContainerID:     id,
 		Pod:             pod,
-		Protected:       protectedList(cfg),
-		Policy:          harden.BuiltinPolicy,
+		Protected:       harden.ProtectedFor(pol, cfg.ExtraProtectedPaths),
+		Policy:          pol.String(),
+		Audit:           pol.Mode == policy.Audit,
+		Exceptions:      pol.Exceptions,
+		ImageDigest:     pp.Images[pod.Container],
+		Denied:          pol.Denied(),
 		ResolvePath:     resolveHostPath,
 		IsHostNamespace: isHostNamespace,
 	}
@@ -152,9 +171,9 @@ func (r *runner) harden(rollback *undo) error {
 		if err != nil {
 			return err
 		}
-		rg, err := alloc.Allocate(idalloc.Entry{Key: id, RuncRoot: r.runcRoot(), CreatorPID: pid, CreatorStart: start}, cfg.IDsPerPod)
+		rg, err := alloc.Allocate(idalloc.Entry{Key: id, RuncRoot: r.runcRoot(), CreatorPID: pid, CreatorStart: start}, idsPerPod)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %d ids per pod (policy %s): %w", pod, idsPerPod, pol, err)
 		}
 		rollback.push(func() error { _, err := alloc.Release(id); return err })
 		in.UserNS = harden.UserNS{UIDMappings: harden.RangeMapping(rg.Start, rg.Size), GIDMappings: harden.RangeMapping(rg.Start, rg.Size)}
@@ -165,6 +184,17 @@ func (r *runner) harden(rollback *undo) error {
 		defer userns.Close()
 	}
 
+	if pod.Kind == harden.Sandbox {
+		r.started = func() {
+			r.report(cfg, pod, pol, policy.Report{
+				Kind: policy.KindStarted, Type: "Normal", Reason: "EciPolicyApplied", Source: source,
+				Message: fmt.Sprintf("pod started under IsolationPolicy %s, mode %s (from the %s policy file)", pol, pol.Mode, source),
+			})
+		}
+	}
+	if err := r.checkMounts(cfg, spec, in, pp); err != nil {
+		return fmt.Errorf("%s: %w", pod, err)
+	}
 	if err := harden.Apply(spec, in, harden.Default()); err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
@@ -245,14 +275,6 @@ func hasUserNSMapping(spec *specs.Spec) bool {
 		}
 	}
 	return false
-}
-
-func protectedList(cfg config.Config) []harden.ProtectedPath {
-	list := harden.BuiltinProtected()
-	for _, p := range cfg.ExtraProtectedPaths {
-		list = append(list, harden.ProtectedPath{Path: p, Reason: "listed in the node's eci settings"})
-	}
-	return list
 }
 
 // resolveHostPath resolves symlinks in a host path; a path that does not resolve is

@@ -31,12 +31,17 @@ func (l *errorLog) line(level, msg string) []byte {
 	return fmt.Appendf(nil, "time=%q level=%s msg=%q\n", ts, level, msg)
 }
 
+// Warn records something eci went on despite.
+func (l *errorLog) Warn(err error) { l.write("warning", err) }
+
 // Error records err. Failing to write the log is not itself reported: stderr still gets it.
-func (l *errorLog) Error(err error) {
+func (l *errorLog) Error(err error) { l.write("error", err) }
+
+func (l *errorLog) write(level string, err error) {
 	msg := "eci: " + err.Error()
 	if l.path != "" {
 		if f, ferr := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); ferr == nil {
-			_, _ = f.Write(l.line("error", msg))
+			_, _ = f.Write(l.line(level, msg))
 			_ = f.Close()
 		}
 	}

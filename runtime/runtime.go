@@ -122,6 +122,9 @@ type runner struct {
 	inv  *cliargs.Invocation
 	log  *errorLog
 	opts Options
+	// started is spooled once runc has created a pod's sandbox: the pod's status then says
+	// which policy and generation it started under.
+	started func()
 }
 
 // fail logs err where containerd reads runc's errors and returns exit status 1.

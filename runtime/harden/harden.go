@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/eci-dev/eci/runtime/policy"
 )
 
 // Modifier is one isolation feature.
@@ -31,6 +33,15 @@ type Inputs struct {
 	Protected []ProtectedPath
 	// Policy names the policy the protected list comes from, for error messages.
 	Policy string
+	// Audit is the policy's Audit mode: protected mounts are reported (MountViolations)
+	// but not refused.
+	Audit bool `json:"audit,omitempty"`
+	// Exceptions open protected paths for the containers they match.
+	Exceptions []policy.Exception `json:"exceptions,omitempty"`
+	// ImageDigest is the digest the pod spec pins the container's image by ("" if none).
+	ImageDigest string `json:"imageDigest,omitempty"`
+	// Denied maps the syscalls the policy denies to the errno they fail with.
+	Denied map[string]string `json:"denied,omitempty"`
 	// ResolvePath resolves symlinks in a host path; nil means the path is only cleaned.
 	ResolvePath func(string) string `json:"-"`
 	// IsHostNamespace reports whether a namespace path is one of the host's; nil means
@@ -55,6 +66,7 @@ func Default() []Modifier {
 		{"idmap-volumes", IDMapVolumes},
 		{"devices", Devices},
 		{"masks", Masks},
+		{"trapped-syscalls", TrapSyscalls},
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/eci-dev/eci/runtime/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
@@ -22,6 +24,10 @@ type goldenCase struct {
 		Annotations bool            `json:"podFromAnnotations"`
 		UserNS      UserNS          `json:"userNS"`
 		Protected   []ProtectedPath `json:"protected"`
+		// Policy, when set, gives the protected list (ProtectedFor), mode, exceptions
+		// and denied syscalls.
+		Policy      *policy.Policy `json:"policy"`
+		ImageDigest string         `json:"imageDigest"`
 	} `json:"inputs"`
 	// Symlinks maps a host path prefix to what it resolves to.
 	Symlinks map[string]string `json:"symlinks"`
@@ -37,6 +43,14 @@ func (c *goldenCase) inputs() Inputs {
 		Protected:   c.Inputs.Protected,
 		Policy:      BuiltinPolicy,
 		Pod:         PodFromAnnotations(c.Inputs.ContainerID, c.Spec.Annotations),
+	}
+	if p := c.Inputs.Policy; p != nil {
+		in.Protected = ProtectedFor(*p, nil)
+		in.Policy = p.String()
+		in.Audit = p.Mode == policy.Audit
+		in.Exceptions = p.Exceptions
+		in.Denied = p.Denied()
+		in.ImageDigest = c.Inputs.ImageDigest
 	}
 	if in.Protected == nil {
 		in.Protected = BuiltinProtected()

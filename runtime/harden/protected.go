@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/eci-dev/eci/runtime/policy"
 )
 
 // ProtectedPath is a host path that no container may bind-mount, nor any path below it, nor
@@ -20,6 +22,8 @@ type ProtectedPath struct {
 	PodScoped []string `json:"podScoped,omitempty"`
 	// Allow are fixed paths below Path that any container may mount (safe devices).
 	Allow []string `json:"allow,omitempty"`
+	// Always means no policy exception opens the path (eci's own directories).
+	Always bool `json:"always,omitempty"`
 }
 
 // BuiltinPolicy names the protected list eci uses when no policy says otherwise.
@@ -74,6 +78,58 @@ func BuiltinProtected() []ProtectedPath {
 		{Path: "/etc/eci", Reason: "eci's settings"},
 		{Path: "/opt/eci", Reason: "eci's binaries"},
 	}
+}
+
+// EciDirs are eci's own directories: protected whatever a policy says, and never opened by
+// an exception (a container that could write them could change its own policy).
+var EciDirs = []string{"/var/lib/eci", "/run/eci", "/etc/eci", "/opt/eci"}
+
+// ProtectedFor is the protected list of a policy: its paths, with the reasons, pod-scoped
+// subtrees and safe devices of the built-in entries of the same path, then extra (the
+// node's own additions) and eci's own directories.
+func ProtectedFor(p policy.Policy, extra []string) []ProtectedPath {
+	builtin := map[string]ProtectedPath{}
+	for _, b := range BuiltinProtected() {
+		builtin[b.Path] = b
+	}
+	var out []ProtectedPath
+	seen := map[string]bool{}
+	add := func(pp ProtectedPath) {
+		if !seen[pp.Path] {
+			seen[pp.Path] = true
+			out = append(out, pp)
+		}
+	}
+	for _, d := range EciDirs {
+		pp := builtin[d]
+		pp.Always = true
+		add(pp)
+	}
+	for _, pth := range p.Protected {
+		pp, ok := builtin[pth]
+		if !ok {
+			pp = ProtectedPath{Path: pth, Reason: "listed in IsolationPolicy " + p.Name}
+		}
+		add(pp)
+	}
+	for _, pth := range extra {
+		add(ProtectedPath{Path: pth, Reason: "listed in the node's eci settings"})
+	}
+	return out
+}
+
+// BuiltinPolicyFor is eci-runtime's built-in policy: the built-in protected list (plus the
+// node's extra paths), the default traps, Enforce.
+func BuiltinPolicyFor(idsPerPod uint32, extra []string) policy.Policy {
+	p := policy.Policy{
+		Name: BuiltinPolicy, Mode: policy.Enforce, IDsPerPod: idsPerPod,
+		Traps: policy.DefaultTraps(), ImmutableContainerMounts: true, ProcEmulation: true,
+	}
+	for _, b := range BuiltinProtected() {
+		p.Protected = append(p.Protected, b.Path)
+	}
+	p.Protected = append(p.Protected, extra...)
+	return p
 }
 
 // DeniedError is a refused bind mount.
@@ -137,9 +193,12 @@ func safeName(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
 }
 
-// CheckSource returns a DeniedError when a host path may not be bind-mounted.
-func CheckSource(src, dst string, in Inputs) error {
+// checkSource returns a DeniedError when a host path may not be bind-mounted.
+func checkSource(src, dst string, in Inputs) *DeniedError {
 	for _, p := range in.Protected {
+		if !p.Always && (policy.Policy{Exceptions: in.Exceptions}).Excepted(p.Path, in.Pod.Namespace, in.ImageDigest) {
+			continue
+		}
 		switch {
 		case within(p.Path, src):
 			// The source is the protected path or a directory above it.
@@ -158,15 +217,17 @@ func CheckSource(src, dst string, in Inputs) error {
 	return nil
 }
 
-// ProtectedMounts refuses bind mounts of protected host paths. The source is checked both
-// as written and with its symlinks resolved on the host.
-func ProtectedMounts(spec *specs.Spec, in Inputs) error {
+// MountViolations returns every bind mount of a protected host path that no exception
+// opens, in spec order. The source is checked both as written and with its symlinks
+// resolved on the host. An error means a mount eci cannot judge (a relative source).
+func MountViolations(spec *specs.Spec, in Inputs) ([]*DeniedError, error) {
+	var out []*DeniedError
 	for _, m := range spec.Mounts {
 		if !IsBind(m) {
 			continue
 		}
 		if !path.IsAbs(m.Source) {
-			return fmt.Errorf("bind mount at %s: source %q is not an absolute host path", m.Destination, m.Source)
+			return nil, fmt.Errorf("bind mount at %s: source %q is not an absolute host path", m.Destination, m.Source)
 		}
 		srcs := []string{path.Clean(m.Source)}
 		if in.ResolvePath != nil {
@@ -175,10 +236,24 @@ func ProtectedMounts(spec *specs.Spec, in Inputs) error {
 			}
 		}
 		for _, src := range srcs {
-			if err := CheckSource(src, m.Destination, in); err != nil {
-				return err
+			if d := checkSource(src, m.Destination, in); d != nil {
+				out = append(out, d)
+				break
 			}
 		}
+	}
+	return out, nil
+}
+
+// ProtectedMounts refuses bind mounts of protected host paths (in Audit mode it lets them
+// through: the caller reports MountViolations).
+func ProtectedMounts(spec *specs.Spec, in Inputs) error {
+	v, err := MountViolations(spec, in)
+	if err != nil {
+		return err
+	}
+	if len(v) > 0 && !in.Audit {
+		return v[0]
 	}
 	return nil
 }
