@@ -110,6 +110,9 @@ func (a *Agent) Handler() http.Handler {
 	return mux
 }
 
+// Register adds collectors to the agent's /metrics; call it after Init.
+func (a *Agent) Register(cs ...prometheus.Collector) { a.registry.MustRegister(cs...) }
+
 // Init prepares metrics; call it before Handler and Run.
 func (a *Agent) Init() {
 	a.initMetrics()

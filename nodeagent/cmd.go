@@ -73,6 +73,14 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 }
 
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -84,7 +92,7 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	cfg.UserAgent = "eci-node"
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 func runNode(ctx context.Context, cmd string, args []string, stderr io.Writer) error {
@@ -129,7 +137,11 @@ func runNode(ctx context.Context, cmd string, args []string, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	client, err := kubeClient(f.kubeconfig)
+	restCfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
 	}
@@ -166,6 +178,12 @@ func runNode(ctx context.Context, cmd string, args []string, stderr io.Writer) e
 		Log: log, RetryInterval: f.retryInterval, PollInterval: 2 * time.Second,
 	}
 	agent.Init()
+	syncer, err := newPolicySyncer(restCfg, client, f.nodeName, f.hostRoot, log)
+	if err != nil {
+		return err
+	}
+	agent.Register(syncer.Collectors()...)
+	go runPolicySync(ctx, restCfg, syncer)
 	errs := make(chan error, 2)
 	for _, addr := range uniq(f.metricsAddr, f.healthAddr) {
 		srv := &http.Server{Addr: addr, Handler: agent.Handler(), ReadHeaderTimeout: 5 * time.Second}

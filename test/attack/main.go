@@ -58,6 +58,7 @@ var order = []string{
 	"mount-host-disk",
 	"kernel-module",
 	"sys-write",
+	"kernel-keyring",
 }
 
 var attacks = map[string]func(config) result{
@@ -67,6 +68,7 @@ var attacks = map[string]func(config) result{
 	"mount-host-disk":   mountHostDisk,
 	"kernel-module":     kernelModule,
 	"sys-write":         func(c config) result { return writeBack(c.sysFile) },
+	"kernel-keyring":    kernelKeyring,
 }
 
 // needsHostDev lists the attacks that cannot run without -host-dev.
@@ -277,6 +279,17 @@ func mountHostDisk(c config) result {
 
 func kernelModule(config) result {
 	return moduleResult(unix.InitModule(make([]byte, 64), ""))
+}
+
+// kernelKeyring reaches the kernel's key store, state the kernel shares between every
+// container (eci's policies deny keyctl): it asks for the session keyring's id, which
+// creates nothing a container does not already have.
+func kernelKeyring(config) result {
+	id, err := unix.KeyctlInt(unix.KEYCTL_GET_KEYRING_ID, unix.KEY_SPEC_SESSION_KEYRING, 0, 0, 0)
+	if err != nil {
+		return result{Result: blocked, Detail: "keyctl: " + errName(err)}
+	}
+	return result{Result: succeeded, Detail: fmt.Sprintf("keyctl: session keyring %d", id)}
 }
 
 func visibility(dev uint64, seen []string) string {

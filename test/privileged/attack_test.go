@@ -37,7 +37,7 @@ func TestPrivilegedAttackBattery(t *testing.T) {
 		results[name] = parseAttacks(t, out)
 		t.Logf("%s:\n%s", name, out)
 	}
-	attacks := []string{"proc-sys-write", "sysrq-trigger", "host-block-device", "mount-host-disk", "kernel-module", "sys-write"}
+	attacks := []string{"proc-sys-write", "sysrq-trigger", "host-block-device", "mount-host-disk", "kernel-module", "sys-write", "kernel-keyring"}
 	succeededOnRunc := 0
 	for _, a := range attacks {
 		eci, ok := results["eci"][a]
@@ -54,7 +54,7 @@ func TestPrivilegedAttackBattery(t *testing.T) {
 	}
 	// This kernel has neither modules nor sysrq, and host root itself may not read the
 	// disk, so those can be n/a or blocked even under runc; the rest must get through.
-	for _, a := range []string{"proc-sys-write", "mount-host-disk", "sys-write"} {
+	for _, a := range []string{"proc-sys-write", "mount-host-disk", "sys-write", "kernel-keyring"} {
 		if r := results["runc"][a]; r.Result != "succeeded" {
 			t.Errorf("%s did not succeed under plain runc privileged (%s: %s): the test has no teeth", a, r.Result, r.Detail)
 		}
@@ -65,6 +65,11 @@ func TestPrivilegedAttackBattery(t *testing.T) {
 	}
 	if d := results["runc"]["host-block-device"].Detail; !strings.Contains(d, "visible as /dev/") {
 		t.Errorf("plain runc privileged should see the host disk: %s", d)
+	}
+	// keyctl is denied by the built-in policy's Deny trap (a seccomp errno), not by the
+	// user namespace: the errno is the policy's.
+	if d := results["eci"]["kernel-keyring"].Detail; !strings.Contains(d, "EPERM") {
+		t.Errorf("eci: keyctl should fail with the policy's EPERM: %s", d)
 	}
 	t.Logf("%d of %d attacks succeeded under plain runc, 0 under eci", succeededOnRunc, len(attacks))
 }
