@@ -212,7 +212,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		nsLabels[ns.Name] = ns.Labels
 	}
 	c := Compile(policies.Items, s.Node)
-	if err := os.MkdirAll(filepath.Join(rpolicy.Dir(s.RunDir), "pods"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(rpolicy.Dir(s.RunDir), "pods"), 0o700); err != nil {
 		return err
 	}
 	strict, err := json.Marshal(c.Strict)
@@ -236,7 +236,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		if bytes.Equal(s.written[string(pod.UID)], data) {
 			continue
 		}
-		if err := atomicfile.Write(rpolicy.PodFile(s.RunDir, string(pod.UID)), data, 0o644, false); err != nil {
+		if err := atomicfile.Write(rpolicy.PodFile(s.RunDir, string(pod.UID)), data, 0o600, false); err != nil {
 			return fmt.Errorf("pod %s/%s: writing its policy file: %w", pod.Namespace, pod.Name, err)
 		}
 		s.written[string(pod.UID)] = data
@@ -264,7 +264,7 @@ func writeIfChanged(path string, data []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	return atomicfile.Write(path, data, 0o644, false)
+	return atomicfile.Write(path, data, 0o600, false)
 }
 
 // writeStatuses publishes this node's IsolationPolicyNodeStatus for every policy whose
