@@ -54,6 +54,9 @@ type Agent struct {
 	// RetryInterval is the pause between failed installs, and PollInterval how often the
 	// agent looks for an uninstall request.
 	RetryInterval, PollInterval time.Duration
+	// BeforeUninstall, when set, runs before the uninstall (it stops the policy sync, so
+	// the policy files it removes are not written again).
+	BeforeUninstall func()
 
 	state    atomic.Int32
 	registry *prometheus.Registry
@@ -192,6 +195,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.setState(StateUninstalling)
+	if a.BeforeUninstall != nil {
+		a.BeforeUninstall()
+	}
 	start := time.Now()
 	err = a.Installer.Uninstall(ctx)
 	a.metrics.stepDurations.WithLabelValues("uninstall").Observe(time.Since(start).Seconds())

@@ -183,7 +183,10 @@ func runNode(ctx context.Context, cmd string, args []string, stderr io.Writer) e
 		return err
 	}
 	agent.Register(syncer.Collectors()...)
-	go runPolicySync(ctx, restCfg, syncer)
+	syncCtx, stopSync := context.WithCancel(ctx)
+	syncDone := make(chan struct{})
+	go func() { defer close(syncDone); runPolicySync(syncCtx, restCfg, syncer) }()
+	agent.BeforeUninstall = func() { stopSync(); <-syncDone }
 	errs := make(chan error, 2)
 	for _, addr := range uniq(f.metricsAddr, f.healthAddr) {
 		srv := &http.Server{Addr: addr, Handler: agent.Handler(), ReadHeaderTimeout: 5 * time.Second}

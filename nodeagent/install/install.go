@@ -21,6 +21,8 @@ import (
 	"github.com/eci-dev/eci/internal/atomicfile"
 	"github.com/eci-dev/eci/nodeagent/hostcheck"
 	"github.com/eci-dev/eci/nodeagent/kube"
+	"github.com/eci-dev/eci/runtime/config"
+	"github.com/eci-dev/eci/runtime/policy"
 )
 
 // CRI is what the installer asks the container runtime.
@@ -244,6 +246,14 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 			}
 		}
 		_ = os.Remove(i.host(i.Opts.InstallDir))
+		// The policy files and the report spool eci-node kept for eci-runtime.
+		if cfg, err := config.LoadFile(i.host(config.DefaultPath)); err == nil {
+			for _, dir := range []string{policy.Dir(cfg.RunDir), policy.SpoolDir(cfg.RunDir)} {
+				if err := os.RemoveAll(i.host(dir)); err != nil {
+					return &StepError{"remove policy files", err}
+				}
+			}
+		}
 	}
 	if err := i.Node.SetLabel(ctx, kube.LabelRuntime, ""); err != nil {
 		return &StepError{"remove the node label", err}
