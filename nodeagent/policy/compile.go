@@ -61,13 +61,13 @@ func Compile(policies []v1.IsolationPolicy, node Node) *Compiled {
 	for i := range policies {
 		p := &policies[i]
 		cp := compiled{name: p.Name, priority: p.Spec.Priority}
+		// The selectors are parsed even when the rest is unusable: a broken policy then
+		// makes strict only the pods it selects.
+		var nsErr, podErr error
+		cp.nsSel, nsErr = selector("namespaceSelector", p.Spec.Selector.NamespaceSelector)
+		cp.podSel, podErr = selector("podSelector", p.Spec.Selector.PodSelector)
 		cp.policy, cp.err = convert(p, node)
-		if cp.err == nil {
-			cp.nsSel, cp.err = selector("namespaceSelector", p.Spec.Selector.NamespaceSelector)
-		}
-		if cp.err == nil {
-			cp.podSel, cp.err = selector("podSelector", p.Spec.Selector.PodSelector)
-		}
+		cp.err = cmp.Or(nsErr, podErr, cp.err)
 		c.byPrecedence = append(c.byPrecedence, cp)
 		c.Results[p.Name] = Result{Generation: p.Generation, Err: cp.err}
 	}
@@ -91,6 +91,9 @@ func selector(field string, s *metav1.LabelSelector) (labels.Selector, error) {
 	return sel, nil
 }
 
+// maxIDsPerPod is the API's maximum for userNamespace.idsPerPod.
+const maxIDsPerPod = 1 << 28
+
 // convert turns an IsolationPolicy into what eci-runtime enforces.
 func convert(p *v1.IsolationPolicy, node Node) (rpolicy.Policy, error) {
 	s := p.Spec
@@ -105,6 +108,8 @@ func convert(p *v1.IsolationPolicy, node Node) (rpolicy.Policy, error) {
 		out.IDsPerPod = node.IDsPerPod
 	case ids%65536 != 0 || ids < 0:
 		return out, fmt.Errorf("userNamespace.idsPerPod %d is not a positive multiple of 65536", ids)
+	case ids > maxIDsPerPod:
+		return out, fmt.Errorf("userNamespace.idsPerPod %d is more than %d", ids, maxIDsPerPod)
 	case node.PoolSize != 0 && ids > int64(node.PoolSize):
 		return out, fmt.Errorf("userNamespace.idsPerPod %d is larger than this node's id pool (%d ids): no pod could start", ids, node.PoolSize)
 	default:
@@ -168,13 +173,14 @@ func strict(ps []compiled, builtin rpolicy.Policy, node Node) rpolicy.Policy {
 			}
 		}
 	}
-	addDenied(builtin)
 	for _, cp := range ps {
 		if cp.err == nil {
 			addPaths(cp.policy.Protected)
 			addDenied(cp.policy)
 		}
 	}
+	// The built-in denials last: a policy's errno for the same syscall wins.
+	addDenied(builtin)
 	byErrno := map[string][]string{}
 	var errnos []string
 	for _, n := range names {
@@ -191,21 +197,25 @@ func strict(ps []compiled, builtin rpolicy.Policy, node Node) rpolicy.Policy {
 }
 
 // ForPod is the policy that governs pod, whose namespace has nsLabels: the matching policy
-// of highest precedence. A policy this node cannot apply that might govern the pod (it
-// outranks every match) makes the pod strict: eci never guesses a weaker policy. A pod no
-// policy selects gets eci's built-in policy.
+// of highest precedence. A policy this node cannot apply that would govern the pod (it
+// selects the pod, or its selectors do not parse, and it outranks every match) makes the
+// pod strict: eci never guesses a weaker policy. A pod no policy selects gets eci's
+// built-in policy.
 func (c *Compiled) ForPod(pod *corev1.Pod, nsLabels map[string]string) rpolicy.Pod {
 	out := rpolicy.Pod{UID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name, Images: pinnedImages(pod)}
 	out.Policy = c.builtin
 	for _, cp := range c.byPrecedence {
+		selectable := cp.nsSel != nil && cp.podSel != nil
+		if selectable && !(cp.nsSel.Matches(labels.Set(nsLabels)) && cp.podSel.Matches(labels.Set(pod.Labels))) {
+			continue
+		}
 		if cp.err != nil {
+			// It selects the pod, or its selectors cannot say whether it does.
 			out.Policy = c.Strict
-			break
-		}
-		if cp.nsSel.Matches(labels.Set(nsLabels)) && cp.podSel.Matches(labels.Set(pod.Labels)) {
+		} else {
 			out.Policy = cp.policy
-			break
 		}
+		break
 	}
 	return out
 }

@@ -206,6 +206,11 @@ func TestForPodSelection(t *testing.T) {
 			ns:       teamA, want: rpolicy.StrictName,
 		},
 		{
+			name:     "a broken policy whose selectors parse and do not select the pod changes nothing",
+			policies: []v1.IsolationPolicy{pol("good", 1), pol("too-big-elsewhere", 10, nsSel(labelsSel("team", "c")), idsPerPod(int64(testNode.PoolSize)+65536))},
+			ns:       teamA, want: "good",
+		},
+		{
 			name:     "a policy whose idsPerPod exceeds the pool is broken too",
 			policies: []v1.IsolationPolicy{pol("good", 1), pol("too-big", 10, idsPerPod(int64(testNode.PoolSize)+65536))},
 			ns:       teamA, want: rpolicy.StrictName,
@@ -424,7 +429,7 @@ func TestStrict(t *testing.T) {
 			p.Spec.ProtectedMounts.Paths = []v1.AbsolutePath{"/srv/high", "/data"}
 			p.Spec.ProtectedMounts.Exceptions = []v1.MountException{{Images: []v1.ImageDigest{v1.ImageDigest(digestA)}}}
 			p.Spec.TrappedSyscalls = []v1.TrappedSyscalls{
-				deny("EACCES", "ptrace", "kcmp"),
+				deny("EACCES", "ptrace", "kcmp", "bpf"),
 				{Names: []v1.SyscallName{"unshare"}, Action: v1.ActionAudit},
 				{Names: []v1.SyscallName{"pivot_root"}, Action: v1.ActionEmulate},
 			}
@@ -471,6 +476,7 @@ func TestStrict(t *testing.T) {
 		wantDenied[n] = e
 	}
 	wantDenied["ptrace"] = "EACCES" // high's, not low's EPERM
+	wantDenied["bpf"] = "EACCES"    // a policy's errno wins over the built-in one
 	wantDenied["kcmp"] = "EACCES"
 	wantDenied["setns"] = "EPERM"
 	wantDenied["chroot"] = "EINVAL"
