@@ -100,11 +100,6 @@ func ProtectedFor(p policy.Policy, extra []string) []ProtectedPath {
 			out = append(out, pp)
 		}
 	}
-	for _, d := range EciDirs {
-		pp := builtin[d]
-		pp.Always = true
-		add(pp)
-	}
 	for _, pth := range p.Protected {
 		pp, ok := builtin[pth]
 		if !ok {
@@ -114,6 +109,12 @@ func ProtectedFor(p policy.Policy, extra []string) []ProtectedPath {
 	}
 	for _, pth := range extra {
 		add(ProtectedPath{Path: pth, Reason: "listed in the node's eci settings"})
+	}
+	for _, d := range EciDirs {
+		add(builtin[d])
+	}
+	for i := range out {
+		out[i].Always = slices.Contains(EciDirs, out[i].Path)
 	}
 	return out
 }
