@@ -206,7 +206,7 @@ func TestSyncerAgainstAPIServer(t *testing.T) {
 	}
 
 	// A deleted pod's file is removed.
-	must(cl.Delete(ctx, here))
+	must(cl.Delete(ctx, here, client.GracePeriodSeconds(0))) // no kubelet here to finish a graceful delete
 	waitFor("pod here's file removed", func() (bool, string) {
 		_, err := podFile(here)
 		return errors.Is(err, fs.ErrNotExist), "still there"
