@@ -217,6 +217,8 @@ func TestPodsSurviveRestarts(t *testing.T) {
 					t.Fatalf("containerd did not come back: %v", err)
 				}
 				waitPod(ctx, t, cs, "survivor", time.Minute, "Running after the containerd restart", running)
+				// containerd writes its pid file before it listens: wait until exec works.
+				waitExec(ctx, t, cfg, "survivor", time.Minute)
 				if got := uidMap(ctx, t, cfg, "survivor"); got != before {
 					t.Errorf("after the containerd restart the pod's uid_map is %v, was %v", got, before)
 				}

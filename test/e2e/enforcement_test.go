@@ -82,7 +82,10 @@ func TestPolicyEnforcement(t *testing.T) {
 		Assess("Audit lets the pod run and records the Event", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			patchPolicy(ctx, t, dc, policyName, `{"spec":{"mode":"Audit"}}`)
 			waitApplied(ctx, t, cs, dc, policyName)
-			createPod(ctx, t, cs, inNS(nsA, pod("audited", "eci", "ls /host; sleep 3600", hostPathDir(protectedDir))))
+			// Not createPod: the pod must outlive this step (the namespace's deletion removes it).
+			if _, err := cs.CoreV1().Pods(nsA).Create(ctx, inNS(nsA, pod("audited", "eci", "ls /host; sleep 3600", hostPathDir(protectedDir))), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			waitPodIn(ctx, t, cs, nsA, "audited", 2*time.Minute, "the audited pod to run", running)
 			ev := waitEvent(ctx, t, cs, nsA, "audited", "EciMountAudited")
 			if !strings.Contains(ev, protectedDir) || !strings.Contains(ev, "Audit") {

@@ -135,6 +135,20 @@ func execIn(ctx context.Context, t *testing.T, cfg *envconf.Config, podName stri
 	return stdout.String()
 }
 
+// waitExec waits until exec into the pod's container works (the CRI is listening).
+func waitExec(ctx context.Context, t *testing.T, cfg *envconf.Config, podName string, timeout time.Duration) {
+	t.Helper()
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var stdout, stderr bytes.Buffer
+		lastErr = cfg.Client().Resources().ExecInPod(ctx, namespace, podName, "main", []string{"true"}, &stdout, &stderr)
+		return lastErr == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("exec in %s never worked: %v (last: %v)", podName, err, lastErr)
+	}
+}
+
 // uidMap parses /proc/self/uid_map of a pod's container.
 func uidMap(ctx context.Context, t *testing.T, cfg *envconf.Config, podName string) [3]uint64 {
 	t.Helper()
