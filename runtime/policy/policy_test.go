@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eci-dev/eci/internal/atomicfile"
 )
 
 func writeJSON(t *testing.T, path string, v any) {
@@ -18,7 +20,8 @@ func writeJSON(t *testing.T, path string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	// Atomically, as eci-node does: a reader never sees a half-written file.
+	if err := atomicfile.Write(path, data, 0o600, false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -46,7 +49,10 @@ func TestLookupOrder(t *testing.T) {
 	// The pod file appears while the sandbox waits.
 	go func() {
 		time.Sleep(30 * time.Millisecond)
-		writeJSON(t, PodFile(dir, "u1"), pod)
+		data, _ := json.Marshal(pod)
+		if err := atomicfile.Write(PodFile(dir, "u1"), data, 0o600, false); err != nil {
+			t.Error(err)
+		}
 	}()
 	if r := Lookup(dir, "u1", 5*time.Second, builtin); r.Source != FromPod || r.Pod.Policy.Name != "team" || r.Pod.Policy.Generation != 2 {
 		t.Fatalf("pod file: got %s %+v", r.Source, r.Pod.Policy)
