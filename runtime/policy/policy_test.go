@@ -47,6 +47,9 @@ func TestLookupOrder(t *testing.T) {
 	}
 	pod := Pod{UID: "u1", Namespace: "ns", Name: "p", Policy: Policy{Name: "team", Generation: 2, Mode: Audit}}
 	// The pod file appears while the sandbox waits.
+	if err := os.MkdirAll(filepath.Dir(PodFile(dir, "u1")), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		time.Sleep(30 * time.Millisecond)
 		data, _ := json.Marshal(pod)
