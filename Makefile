@@ -4,7 +4,7 @@
 #   make build       bin/eci-runtime and bin/runc
 #   make test        deps + build + lint + unit, privileged and e2e lanes (root; what CI runs)
 #   make test-go     unit and privileged lanes only (root, no cluster)
-#   make test-envtest the CRD's CEL validation against a real kube-apiserver
+#   make test-envtest the CRD's CEL validation, the controller and eci-node's policy sync against a real kube-apiserver
 #   make generate    regenerate deepcopy and CRDs (CI: verify-generate fails on a diff)
 #   make test-unit   unit tests only (any user, no deps/build)
 #   make demo        run a privileged container under eci-runtime and show its isolation (root)
@@ -97,7 +97,7 @@ verify-generate: generate
 # test/local/build.sh).
 test-envtest:
 	bash test/local/build.sh kubernetes etcd
-	KUBEBUILDER_ASSETS=$(ECI_CACHE_DIR)/local/bin ECI_TEST_ENVTEST=1 $(GO) test -count=1 ./api/... ./controllers/...
+	KUBEBUILDER_ASSETS=$(ECI_CACHE_DIR)/local/bin ECI_TEST_ENVTEST=1 $(GO) test -count=1 ./api/... ./controllers/... ./nodeagent/policy/...
 
 # Unit and privileged tests, no cluster (root).
 test-go:
