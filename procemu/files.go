@@ -1,5 +1,7 @@
 package procemu
 
+import "strings"
+
 // File is one emulated file: its path in the container and its renderer.
 type File struct {
 	Path   string
@@ -18,4 +20,13 @@ func Files() []File {
 		{"/proc/uptime", RenderUptime},
 		{"/sys/devices/system/cpu/online", RenderCPUOnline},
 	}
+}
+
+// FileName is the name under which a server offers the emulated file at path (its base
+// name; /sys/devices/system/cpu/online is "cpu-online").
+func FileName(path string) string {
+	if path == "/sys/devices/system/cpu/online" {
+		return "cpu-online"
+	}
+	return path[strings.LastIndexByte(path, '/')+1:]
 }

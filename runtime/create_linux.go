@@ -139,6 +139,7 @@ func (r *runner) harden(rollback *undo) error {
 		Exceptions:      pol.Exceptions,
 		ImageDigest:     pp.Images[pod.Container],
 		Denied:          pol.Denied(),
+		ProcDir:         procEmulationDir(cfg, pol),
 		ResolvePath:     resolveHostPath,
 		IsHostNamespace: isHostNamespace,
 	}
@@ -275,6 +276,21 @@ func hasUserNSMapping(spec *specs.Spec) bool {
 		}
 	}
 	return false
+}
+
+// procEmulationDir is the live FUSE mount of the /proc and /sys emulation, when the policy
+// wants emulation and a server is mounted at <runDir>/procfs; "" otherwise, and the
+// container sees the kernel's files.
+func procEmulationDir(cfg config.Config, pol policy.Policy) string {
+	if !pol.ProcEmulation {
+		return ""
+	}
+	dir := filepath.Join(cfg.RunDir, "procfs")
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.FUSE_SUPER_MAGIC {
+		return ""
+	}
+	return dir
 }
 
 // resolveHostPath resolves symlinks in a host path; a path that does not resolve is

@@ -40,6 +40,10 @@ type Inputs struct {
 	Exceptions []policy.Exception `json:"exceptions,omitempty"`
 	// ImageDigest is the digest the pod spec pins the container's image by ("" if none).
 	ImageDigest string `json:"imageDigest,omitempty"`
+	// ProcDir is the live mount of eci's /proc and /sys emulation ("" when the policy
+	// turns emulation off or no server is mounted): the container gets
+	// <ProcDir>/<container id>/<name> bound over each emulated file.
+	ProcDir string `json:"procDir,omitempty"`
 	// Denied maps the syscalls the policy denies to the errno they fail with.
 	Denied map[string]string `json:"denied,omitempty"`
 	// ResolvePath resolves symlinks in a host path; nil means the path is only cleaned.
@@ -67,6 +71,9 @@ func Default() []Modifier {
 		{"devices", Devices},
 		{"masks", Masks},
 		{"trapped-syscalls", TrapSyscalls},
+		// Last: its binds are eci's own, neither checked against the protected list nor
+		// idmapped (FUSE cannot be).
+		{"proc-emulation", ProcEmulation},
 	}
 }
 

@@ -28,6 +28,7 @@ type goldenCase struct {
 		// and denied syscalls.
 		Policy      *policy.Policy `json:"policy"`
 		ImageDigest string         `json:"imageDigest"`
+		ProcDir     string         `json:"procDir"`
 	} `json:"inputs"`
 	// Symlinks maps a host path prefix to what it resolves to.
 	Symlinks map[string]string `json:"symlinks"`
@@ -44,6 +45,7 @@ func (c *goldenCase) inputs() Inputs {
 		Policy:      BuiltinPolicy,
 		Pod:         PodFromAnnotations(c.Inputs.ContainerID, c.Spec.Annotations),
 	}
+	in.ProcDir = c.Inputs.ProcDir
 	if p := c.Inputs.Policy; p != nil {
 		in.Protected = ProtectedFor(*p, nil)
 		in.Policy = p.String()

@@ -37,6 +37,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if dir := os.Getenv(envProcfsServe); dir != "" {
+		// A child of TestFUSEServesRealContainers: the FUSE server, in its own process
+		// (a process that serves a FUSE mount must not also read it).
+		return serveProcfs(dir, os.Getenv(envProcfsMap))
+	}
 	if os.Getenv("ECI_TEST_PRIVILEGED") != "1" {
 		skipReason = "privileged lane not requested (set ECI_TEST_PRIVILEGED=1, as make test does)"
 		return m.Run()

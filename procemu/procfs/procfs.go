@@ -1,0 +1,250 @@
+// Package procfs serves procemu's emulated files over FUSE: one directory per container,
+// named by its id, holding one file per emulated /proc or /sys file. The adapter is thin:
+// what a file says comes from procemu's renderers.
+//
+//	<mountpoint>/<container id>/meminfo     (for /proc/meminfo)
+//	<mountpoint>/<container id>/cpu-online  (for /sys/devices/system/cpu/online)
+//
+// Each open renders the file once (from a per-container snapshot at most TTL old) and
+// serves reads of that open from it (FOPEN_NOFLUSH: close costs no round trip). Files are
+// read through the page cache, not with direct I/O: sendfile and splice (busybox cat uses
+// them) read through it whatever the open flags say, and only up to the size the kernel
+// holds for the inode, which they never ask the server for. So an open stores its
+// rendering's size in the kernel (a FUSE notify-store) before it returns; read() asks for
+// the size of its open (a getattr with the file handle); stat says 0, as procfs does, and
+// renders nothing. Nothing is rendered before the first open: runc binds the files while
+// the container's cgroup limits are not yet set.
+//
+// The server must run in the host's pid and cgroup namespaces and mount with allow_other:
+// containers' roots are not the mounter.
+package procfs
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/eci-dev/eci/procemu"
+)
+
+// Resolver finds a container's cgroups.
+type Resolver interface {
+	// Cgroups returns the container's cgroup paths by controller, as in /proc/<pid>/cgroup
+	// (procemu.ParseCgroupFile). An unknown container is an error.
+	Cgroups(id string) (map[string]string, error)
+}
+
+// Names maps the file names in a container's directory to the files they emulate.
+var Names = map[string]string{}
+
+var renderers = map[string]func(procemu.View) ([]byte, error){}
+
+func init() {
+	for _, f := range procemu.Files() {
+		name := procemu.FileName(f.Path)
+		Names[name] = f.Path
+		renderers[name] = f.Render
+	}
+}
+
+// DefaultTTL is how old a container's snapshot may be when a file is opened.
+const DefaultTTL = time.Second
+
+// Server renders and serves the files.
+type Server struct {
+	Resolver Resolver
+	// Root is where the host's / is (cgroups and /proc are read below it).
+	Root string
+	TTL  time.Duration
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+
+	mu        sync.Mutex
+	snapshots map[string]snapshot
+}
+
+type snapshot struct {
+	at   time.Time
+	view procemu.View
+}
+
+// Render returns file name of container id.
+func (s *Server) Render(id, name string) ([]byte, error) {
+	r, ok := renderers[name]
+	if !ok {
+		return nil, fmt.Errorf("no emulated file %q", name)
+	}
+	v, err := s.view(id)
+	if err != nil {
+		return nil, err
+	}
+	return r(v)
+}
+
+func (s *Server) view(id string) (procemu.View, error) {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	ttl := s.TTL
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
+	t := now()
+	s.mu.Lock()
+	if s.snapshots == nil {
+		s.snapshots = map[string]snapshot{}
+	}
+	snap, ok := s.snapshots[id]
+	s.mu.Unlock()
+	if ok && t.Sub(snap.at) < ttl && t.Sub(snap.at) >= 0 {
+		return snap.view, nil
+	}
+	cg, err := s.Resolver.Cgroups(id)
+	if err != nil {
+		return procemu.View{}, err
+	}
+	root := s.Root
+	if root == "" {
+		root = "/"
+	}
+	v, err := procemu.Gather(root, cg, t)
+	if err != nil {
+		return procemu.View{}, fmt.Errorf("container %s: %w", id, err)
+	}
+	s.mu.Lock()
+	s.snapshots[id] = snapshot{at: t, view: v}
+	// Forget containers not read for a while, so the map stays the size of the node.
+	for k, old := range s.snapshots {
+		if t.Sub(old.at) > 60*ttl {
+			delete(s.snapshots, k)
+		}
+	}
+	s.mu.Unlock()
+	return v, nil
+}
+
+// Mount mounts the server at dir (an existing directory) and serves it until unmounted.
+func (s *Server) Mount(dir string) (*fuse.Server, error) {
+	entry, attr := time.Second, time.Duration(0)
+	return fs.Mount(dir, &rootNode{s: s}, &fs.Options{
+		EntryTimeout: &entry,
+		// Attributes (the size) are asked for again at every stat and read.
+		AttrTimeout: &attr,
+		MountOptions: fuse.MountOptions{
+			AllowOther:  true,
+			Name:        "eci-procfs",
+			FsName:      "eci-procfs",
+			DirectMount: true,
+		},
+	})
+}
+
+// validID reports whether name can be a container id (one path element).
+func validID(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) <= 1024 && !strings.ContainsAny(name, "/\x00")
+}
+
+type rootNode struct {
+	fs.Inode
+	s *Server
+}
+
+var _ fs.NodeLookuper = (*rootNode)(nil)
+
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if !validID(name) {
+		return nil, syscall.ENOENT
+	}
+	if _, err := r.s.Resolver.Cgroups(name); err != nil {
+		return nil, syscall.ENOENT
+	}
+	out.Mode = syscall.S_IFDIR | 0o555
+	return r.NewInode(ctx, &containerNode{s: r.s, id: name}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+}
+
+type containerNode struct {
+	fs.Inode
+	s  *Server
+	id string
+}
+
+var (
+	_ fs.NodeLookuper  = (*containerNode)(nil)
+	_ fs.NodeReaddirer = (*containerNode)(nil)
+)
+
+func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if _, ok := renderers[name]; !ok {
+		return nil, syscall.ENOENT
+	}
+	out.Mode = syscall.S_IFREG | 0o444
+	return c.NewInode(ctx, &fileNode{s: c.s, id: c.id, name: name}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+}
+
+func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
+	entries := make([]fuse.DirEntry, 0, len(renderers))
+	for name := range renderers {
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
+	}
+	return fs.NewListDirStream(entries), 0
+}
+
+type fileNode struct {
+	fs.Inode
+	s        *Server
+	id, name string
+}
+
+var (
+	_ fs.NodeOpener    = (*fileNode)(nil)
+	_ fs.NodeReader    = (*fileNode)(nil)
+	_ fs.NodeGetattrer = (*fileNode)(nil)
+)
+
+// Getattr reports the size of the open's rendering when the kernel asks about an open
+// file (read() does), else 0.
+func (f *fileNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	if h, ok := fh.(*handle); ok {
+		out.Size = uint64(len(h.data))
+	}
+	return 0
+}
+
+// handle is one open: the rendering it reads from.
+type handle struct{ data []byte }
+
+func (f *fileNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EACCES
+	}
+	data, err := f.s.Render(f.id, f.name)
+	if err != nil {
+		return nil, 0, syscall.EIO
+	}
+	// Give the kernel this rendering's size for sendfile and splice (the stored pages
+	// themselves are dropped when the open completes; reads come back to the handle).
+	if len(data) > 0 {
+		_ = f.WriteCache(0, data)
+	}
+	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
+}
+
+func (f *fileNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*handle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(h.data)))
+	return fuse.ReadResultData(h.data[off:end]), 0
+}

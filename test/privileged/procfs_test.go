@@ -1,0 +1,189 @@
+package privileged
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/eci-dev/eci/internal/testbundle"
+	"github.com/eci-dev/eci/procemu/procfs"
+)
+
+const (
+	envProcfsServe = "ECI_TEST_PROCFS_SERVE"
+	envProcfsMap   = "ECI_TEST_PROCFS_MAP"
+	fuseSuperMagic = 0x65735546
+)
+
+// mapResolver reads container id -> cgroup path from a JSON file the test writes (runc's
+// cgroupfs driver puts every controller of a container at the same path).
+type mapResolver struct{ file string }
+
+func (m mapResolver) Cgroups(id string) (map[string]string, error) {
+	data, err := os.ReadFile(m.file)
+	if err != nil {
+		return nil, err
+	}
+	var paths map[string]string
+	if err := json.Unmarshal(data, &paths); err != nil {
+		return nil, err
+	}
+	p, ok := paths[id]
+	if !ok {
+		return nil, fmt.Errorf("unknown container %s", id)
+	}
+	out := map[string]string{}
+	for _, c := range []string{"memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"} {
+		out[c] = p
+	}
+	return out, nil
+}
+
+// serveProcfs mounts the FUSE server at dir and serves until SIGTERM.
+func serveProcfs(dir, mapFile string) int {
+	srv, err := (&procfs.Server{Resolver: mapResolver{mapFile}, Root: "/"}).Mount(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "procfs server:", err)
+		return 1
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; _ = srv.Unmount() }()
+	srv.Wait()
+	return 0
+}
+
+// readWithin reads a file, failing instead of hanging when the server does not answer.
+func readWithin(t *testing.T, path string, d time.Duration) string {
+	t.Helper()
+	type res struct {
+		data []byte
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() { b, err := os.ReadFile(path); ch <- res{b, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("reading %s: %v", path, r.err)
+		}
+		return string(r.data)
+	case <-time.After(d):
+		t.Fatalf("reading %s: no answer in %s", path, d)
+	}
+	return ""
+}
+
+// The FUSE server serves each container its own numbers, and eci-runtime, finding it
+// mounted, binds them over /proc and /sys (user namespace, allow_other): a container
+// limited to 256Mi and 500m CPU reads MemTotal 262144 kB, one online CPU and its own
+// uptime, where the kernel's files show the host's (TestRenderersReadRealCgroups).
+func TestFUSEServesRealContainers(t *testing.T) {
+	e := newEnv(t)
+	// Where eci-runtime looks for a live server: <runDir>/procfs.
+	mnt := filepath.Join(e.dir, "run", "procfs")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mapFile := filepath.Join(e.dir, "procfs-map.json")
+	containers := map[string]string{}
+	writeMap := func() {
+		data, _ := json.Marshal(containers)
+		if err := os.WriteFile(mapFile+".tmp", data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(mapFile+".tmp", mapFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeMap()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envProcfsServe+"="+mnt, envProcfsMap+"="+mapFile)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Runs after the containers are deleted (cleanups run last-in first-out).
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		_ = unix.Unmount(mnt, unix.MNT_DETACH)
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var st unix.Statfs_t
+		if err := unix.Statfs(mnt, &st); err == nil && st.Type == fuseSuperMagic {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the FUSE server exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the FUSE server did not mount in 15 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(e.deleteAll)
+
+	limit, quota, period := int64(256<<20), int64(50000), uint64(100000)
+	limited := func(spec *specs.Spec, id string) *specs.Spec {
+		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+		spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+		spec.Linux.CgroupsPath = "/" + id
+		containers[id] = "/" + id
+		writeMap()
+		return spec
+	}
+
+	// The host reads a container's files through the mount.
+	sleeper := e.id("limited")
+	e.startSleeper(e.eci, sleeper, limited(testbundle.Spec("sleep", "300"), sleeper))
+	if mem := readWithin(t, filepath.Join(mnt, sleeper, "meminfo"), 10*time.Second); !strings.Contains(mem, "MemTotal:         262144 kB\n") {
+		t.Errorf("%s/meminfo does not show the limit:\n%s", sleeper, firstLines(mem, 3))
+	}
+	if got := readWithin(t, filepath.Join(mnt, sleeper, "cpu-online"), 10*time.Second); got != "0\n" {
+		t.Errorf("%s/cpu-online = %q, want \"0\\n\"", sleeper, got)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "no-such-container")); !os.IsNotExist(err) {
+		t.Errorf("an unknown container's directory: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, sleeper, "meminfo"), []byte("x"), 0o644); err == nil {
+		t.Error("an emulated file was writable")
+	}
+
+	// An eci container reads its own numbers: eci-runtime sees the live server and binds
+	// its files over the container's.
+	reader := e.id("reader")
+	spec := limited(testbundle.Spec("sh", "-c", "grep MemTotal /proc/meminfo; cat /sys/devices/system/cpu/online 2>&1; cut -d' ' -f1 /proc/uptime"), reader)
+	out, err := e.outputOf(e.eci, reader, e.bundle(reader, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "MemTotal: 262144 kB" || lines[1] != "0" {
+		t.Fatalf("the container read %q, want MemTotal 262144 kB and online CPUs 0", out)
+	}
+	var up float64
+	if _, err := fmt.Sscanf(lines[2], "%f", &up); err != nil || up > 60 {
+		t.Errorf("the container's uptime %q is not its own few seconds", lines[2])
+	}
+}
