@@ -52,9 +52,17 @@ type Syncer struct {
 	poke     chan struct{}
 	recorder record.EventRecorder
 	written  map[string][]byte // pod uid -> file content on disk
-	statuses map[string]Result // policy -> what this node last reported
+	statuses map[string]reported // policy name -> what this node last reported
 	metrics  syncMetrics
 	once     sync.Once
+}
+
+// reported is a node status this node wrote: for which policy object (a policy deleted
+// and created again under the same name is a new object, whose status must be written
+// afresh) and what it said.
+type reported struct {
+	uid types.UID
+	res Result
 }
 
 type syncMetrics struct {
@@ -69,7 +77,7 @@ func (s *Syncer) init() {
 	s.once.Do(func() {
 		s.poke = make(chan struct{}, 1)
 		s.written = map[string][]byte{}
-		s.statuses = map[string]Result{}
+		s.statuses = map[string]reported{}
 		s.metrics.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eci_policy_reports_total",
 			Help: "Reports from eci-runtime by kind (denied, audited, fallback, started), reason, policy and mode.",
@@ -274,7 +282,7 @@ func (s *Syncer) writeStatuses(ctx context.Context, policies []v1.IsolationPolic
 	for i := range policies {
 		p := &policies[i]
 		r := c.Results[p.Name]
-		if last, ok := s.statuses[p.Name]; ok && last.Generation == r.Generation && errString(last.Err) == errString(r.Err) {
+		if last, ok := s.statuses[p.Name]; ok && last.uid == p.UID && last.res.Generation == r.Generation && errString(last.res.Err) == errString(r.Err) {
 			continue
 		}
 		state, msg := v1.NodeStateApplied, "applied to this node's new pods"
@@ -300,7 +308,7 @@ func (s *Syncer) writeStatuses(ctx context.Context, policies []v1.IsolationPolic
 			errs = append(errs, fmt.Errorf("policy %s: writing this node's status: %w", p.Name, err))
 			continue
 		}
-		s.statuses[p.Name] = r
+		s.statuses[p.Name] = reported{uid: p.UID, res: r}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%d node status writes failed, first: %w", len(errs), errs[0])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -204,6 +205,19 @@ func TestSyncerAgainstAPIServer(t *testing.T) {
 	if n := testutil.ToFloat64(s.metrics.reports.WithLabelValues(rpolicy.KindDenied, "EciMountDenied", "team", "Enforce")); n != 1 {
 		t.Errorf("eci_policy_reports_total{kind=denied} = %v, want 1", n)
 	}
+
+	// A policy deleted and created again under the same name gets its node status anew
+	// (the old one belongs to the deleted object).
+	must(cl.Delete(ctx, catchAll))
+	catchAll = &v1.IsolationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "catch-all"}, Spec: v1.IsolationPolicySpec{Mode: v1.ModeAudit}}
+	must(cl.Create(ctx, catchAll))
+	waitFor("catch-all's node status owned by the new object", func() (bool, string) {
+		var st v1.IsolationPolicyNodeStatus
+		if err := cl.Get(ctx, types.NamespacedName{Name: "catch-all.node-1"}, &st); err != nil {
+			return false, err.Error()
+		}
+		return len(st.OwnerReferences) == 1 && st.OwnerReferences[0].UID == catchAll.UID, fmt.Sprint(st.OwnerReferences)
+	})
 
 	// A deleted pod's file is removed.
 	must(cl.Delete(ctx, here, client.GracePeriodSeconds(0))) // no kubelet here to finish a graceful delete

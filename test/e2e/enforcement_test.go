@@ -42,6 +42,10 @@ func TestPolicyEnforcement(t *testing.T) {
 			if dc, err = dynamic.NewForConfig(cfg.Client().RESTConfig()); err != nil {
 				t.Fatal(err)
 			}
+			// A policy an interrupted earlier run left behind.
+			if err := dc.Resource(policyGVR).Delete(ctx, policyName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
 			for _, ns := range []string{nsA, nsB} {
 				obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"eci-e2e-policy": "on"}}}
 				if _, err := cs.CoreV1().Namespaces().Create(ctx, obj, metav1.CreateOptions{}); err != nil {
