@@ -34,6 +34,8 @@ Usage:
   eci-node uninstall-cluster [flags]   the chart's pre-delete hook: ask every node's agent to
                                        uninstall and wait until all have
   eci-node install|uninstall [flags]   do it once on this node and exit (for debugging)
+  eci-node procfs [flags]              serve the /proc and /sys emulation (eci-node run starts
+                                       it as a holder process that outlives eci-node restarts)
 
 Run "eci-node <command> -h" for the flags of each command.
 `
@@ -52,6 +54,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return runNode(ctx, args[0], args[1:], stderr)
 	case "uninstall-cluster":
 		return runUninstallCluster(ctx, args[1:], stderr)
+	case "procfs":
+		return runProcfs(ctx, args[1:], stderr)
 	}
 	fmt.Fprint(stderr, Usage)
 	return fmt.Errorf("unknown command %q", args[0])
@@ -186,6 +190,7 @@ func runNode(ctx context.Context, cmd string, args []string, stderr io.Writer) e
 	syncCtx, stopSync := context.WithCancel(ctx)
 	syncDone := make(chan struct{})
 	go func() { defer close(syncDone); runPolicySync(syncCtx, restCfg, syncer) }()
+	ensureProcfs(f.hostRoot, log)
 	agent.BeforeUninstall = func() { stopSync(); <-syncDone }
 	errs := make(chan error, 2)
 	for _, addr := range uniq(f.metricsAddr, f.healthAddr) {

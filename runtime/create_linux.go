@@ -37,6 +37,9 @@ type record struct {
 	Policy *policy.Pod `json:"policy,omitempty"`
 	// PolicySource says where the policy came from (pod file, strict or builtin).
 	PolicySource policy.Source `json:"policySource,omitempty"`
+	// CgroupsPath is the spec's linux.cgroupsPath: the /proc emulation finds the
+	// container's limits there.
+	CgroupsPath string `json:"cgroupsPath,omitempty"`
 }
 
 func recordPath(cfg config.Config, id string) string {
@@ -125,7 +128,7 @@ func (r *runner) harden(rollback *undo) error {
 
 	pp, source := r.podPolicy(cfg, pod)
 	pol := pp.Policy
-	rec := record{ID: id, Pod: pod, Policy: &pp, PolicySource: source}
+	rec := record{ID: id, Pod: pod, Policy: &pp, PolicySource: source, CgroupsPath: spec.Linux.CgroupsPath}
 	idsPerPod := cfg.IDsPerPod
 	if pol.IDsPerPod != 0 {
 		idsPerPod = pol.IDsPerPod

@@ -21,6 +21,7 @@ import (
 	"github.com/eci-dev/eci/internal/atomicfile"
 	"github.com/eci-dev/eci/nodeagent/hostcheck"
 	"github.com/eci-dev/eci/nodeagent/kube"
+	"github.com/eci-dev/eci/nodeagent/procfsd"
 	"github.com/eci-dev/eci/runtime/config"
 	"github.com/eci-dev/eci/runtime/policy"
 )
@@ -246,8 +247,15 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 			}
 		}
 		_ = os.Remove(i.host(i.Opts.InstallDir))
-		// The policy files and the report spool eci-node kept for eci-runtime.
+		// The policy files and the report spool eci-node kept for eci-runtime, and the
+		// /proc emulation's holder (it unmounts itself on SIGTERM).
 		if cfg, err := config.LoadFile(i.host(config.DefaultPath)); err == nil {
+			if pid := procfsd.Alive("/proc", i.host(filepath.Join(cfg.RunDir, procfsd.PIDFile))); pid != 0 {
+				if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+					return &StepError{"stop the proc emulation", err}
+				}
+				i.Log.Info("proc emulation stopped", "pid", pid)
+			}
 			for _, dir := range []string{policy.Dir(cfg.RunDir), policy.SpoolDir(cfg.RunDir)} {
 				if err := os.RemoveAll(i.host(dir)); err != nil {
 					return &StepError{"remove policy files", err}

@@ -131,6 +131,7 @@ func (s *Server) view(id string) (procemu.View, error) {
 }
 
 // Mount mounts the server at dir (an existing directory) and serves it until unmounted.
+// dir may be /dev/fd/N: the server then serves /dev/fuse fd N, which the caller mounted.
 func (s *Server) Mount(dir string) (*fuse.Server, error) {
 	entry, attr := time.Second, time.Duration(0)
 	return fs.Mount(dir, &rootNode{s: s}, &fs.Options{
@@ -141,7 +142,9 @@ func (s *Server) Mount(dir string) (*fuse.Server, error) {
 			AllowOther:  true,
 			Name:        "eci-procfs",
 			FsName:      "eci-procfs",
-			DirectMount: true,
+			// mount(2) itself, not fusermount; never for /dev/fd/N, which go-fuse
+			// would otherwise mount a second filesystem on.
+			DirectMount: !strings.HasPrefix(dir, "/dev/fd/"),
 		},
 	})
 }

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+	"sigs.k8s.io/e2e-framework/pkg/features"
+)
+
+func limits(mem, cpu string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse(mem),
+			corev1.ResourceCPU:    resource.MustParse(cpu),
+		}
+	}
+}
+
+const procScript = "grep MemTotal /proc/meminfo; cat /sys/devices/system/cpu/online; cut -d' ' -f1 /proc/uptime"
+
+// checkEmulated reads the pod's /proc and /sys through exec and checks it sees its limits.
+func checkEmulated(ctx context.Context, t *testing.T, cfg *envconf.Config, name, when string) {
+	t.Helper()
+	out := execIn(ctx, t, cfg, name, "sh", "-c", procScript)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "MemTotal: 262144 kB" || lines[1] != "0" {
+		t.Fatalf("%s: pod %s read %q; want MemTotal 262144 kB and online CPUs 0", when, name, out)
+	}
+	if up, err := strconv.ParseFloat(lines[2], 64); err != nil || up > 600 {
+		t.Errorf("%s: the pod's uptime %q is not its own", when, lines[2])
+	}
+}
+
+// A pod limited to 256Mi and 500m CPU sees MemTotal 262144 kB, one online CPU and its own
+// uptime (a runc pod with the same limits sees the host's), and keeps reading them across
+// a restart and a kill -9 of eci-node.
+func TestProcEmulation(t *testing.T) {
+	requireE2E(t)
+	f := features.New("/proc and /sys emulation").
+		Assess("a limited pod sees its limits; runc shows the host's", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			createPod(ctx, t, cs, pod("emulated", "eci", "sleep 3600", limits("256Mi", "500m")))
+			createPod(ctx, t, cs, pod("plain", "", "sleep 3600", limits("256Mi", "500m")))
+			waitPod(ctx, t, cs, "emulated", 2*time.Minute, "Running", running)
+			waitPod(ctx, t, cs, "plain", 2*time.Minute, "Running", running)
+			checkEmulated(ctx, t, cfg, "emulated", "before any restart")
+			if out := execIn(ctx, t, cfg, "plain", "grep", "MemTotal", "/proc/meminfo"); strings.Contains(out, " 262144 kB") {
+				t.Fatalf("the runc pod already sees its limit (%q): the check proves nothing", out)
+			}
+
+			// eci-node restarts (its pods are deleted and replaced): the pod keeps reading.
+			agents, err := cs.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node"})
+			if err != nil || len(agents.Items) == 0 {
+				t.Fatalf("eci-node pods: %v (%d)", err, len(agents.Items))
+			}
+			for _, a := range agents.Items {
+				if err := cs.CoreV1().Pods(releaseNamespace).Delete(ctx, a.Name, metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitAgentsReady(ctx, t, cfg, agents.Items)
+			checkEmulated(ctx, t, cfg, "emulated", "after eci-node was replaced")
+
+			// kill -9 of eci-node, where the test runs on the node.
+			if os.Getenv("ECI_E2E_CONTAINERD_PIDFILE") != "" {
+				pids := processesNamed("eci-node", "run")
+				if len(pids) == 0 {
+					t.Fatal("no eci-node run process found on this node")
+				}
+				for _, pid := range pids {
+					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+						t.Fatalf("kill -9 %d: %v", pid, err)
+					}
+				}
+				checkEmulated(ctx, t, cfg, "emulated", "right after kill -9 of eci-node")
+				createPod(ctx, t, cs, pod("after-kill", "eci", "sleep 3600", limits("256Mi", "500m")))
+				waitPod(ctx, t, cs, "after-kill", 2*time.Minute, "Running", running)
+				checkEmulated(ctx, t, cfg, "after-kill", "a pod started after kill -9 of eci-node")
+			}
+			return ctx
+		}).Feature()
+	testenv.Test(t, f)
+}
+
+// processesNamed returns the pids whose command line starts with a binary named name and
+// then arg.
+func processesNamed(name, arg string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		f := bytes.Split(cmd, []byte{0})
+		if len(f) >= 2 && filepath.Base(string(f[0])) == name && string(f[1]) == arg {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
