@@ -51,7 +51,7 @@ type Syncer struct {
 
 	poke     chan struct{}
 	recorder record.EventRecorder
-	written  map[string][]byte // pod uid -> file content on disk
+	written  map[string][]byte   // pod uid -> file content on disk
 	statuses map[string]reported // policy name -> what this node last reported
 	metrics  syncMetrics
 	once     sync.Once

@@ -139,9 +139,9 @@ func (s *Server) Mount(dir string) (*fuse.Server, error) {
 		// Attributes (the size) are asked for again at every stat and read.
 		AttrTimeout: &attr,
 		MountOptions: fuse.MountOptions{
-			AllowOther:  true,
-			Name:        "eci-procfs",
-			FsName:      "eci-procfs",
+			AllowOther: true,
+			Name:       "eci-procfs",
+			FsName:     "eci-procfs",
 			// mount(2) itself, not fusermount; never for /dev/fd/N, which go-fuse
 			// would otherwise mount a second filesystem on.
 			DirectMount: !strings.HasPrefix(dir, "/dev/fd/"),
