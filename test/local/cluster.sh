@@ -992,6 +992,14 @@ down() {
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	kill_pod_processes
+	# eci's /proc emulation holder leaves the pod's cgroups on purpose (it outlives
+	# eci-node); helm uninstall stops it, but not when eci was never uninstalled.
+	for p in $(pgrep -f '^/proc/self/exe procfs --host-root' || true); do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	if grep -q ' /run/eci/procfs ' /proc/self/mountinfo; then
+		umount -l /run/eci/procfs 2>/dev/null || warn "cannot unmount /run/eci/procfs"
+	fi
 	stop_daemon kube-proxy
 	stop_daemon kube-scheduler
 	stop_daemon kube-controller-manager
