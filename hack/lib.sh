@@ -20,7 +20,9 @@ eci_cluster_and_chart() {
 		bash test/local/build.sh
 		step "starting the local cluster"
 		local out
-		out=$(bash test/local/cluster.sh up | tee /dev/stderr | tail -n 1)
+		# Not tee /dev/stderr: tee opens it with O_TRUNC, which empties a log file that
+		# stderr is redirected to (CI's log lost everything before this line).
+		out=$(bash test/local/cluster.sh up | tee >(cat >&2) | tail -n 1)
 		[[ $out == KUBECONFIG=* ]] || die "test/local/cluster.sh up did not end with KUBECONFIG=..."
 		export KUBECONFIG=${out#KUBECONFIG=}
 		LOCAL_CLUSTER=1
