@@ -88,8 +88,16 @@ func readWithin(t *testing.T, path string, d time.Duration) string {
 // mounted, binds them over /proc and /sys (user namespace, allow_other): a container
 // limited to 256Mi and 500m CPU reads MemTotal 262144 kB, one online CPU and its own
 // uptime, where the kernel's files show the host's (TestRenderersReadRealCgroups).
-func TestFUSEServesRealContainers(t *testing.T) {
-	e := newEnv(t)
+// procfsEnv is a FUSE server of the emulation in a child process, mounted where eci-runtime
+// looks for it (<runDir>/procfs), and the map that tells it each container's cgroup.
+type procfsEnv struct {
+	mnt        string
+	register   func(id string)
+	containers map[string]string
+}
+
+func startProcfs(t *testing.T, e *env) *procfsEnv {
+	t.Helper()
 	// Where eci-runtime looks for a live server: <runDir>/procfs.
 	mnt := filepath.Join(e.dir, "run", "procfs")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
@@ -142,15 +150,27 @@ func TestFUSEServesRealContainers(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Containers go before the server (cleanups run last-in first-out).
 	t.Cleanup(e.deleteAll)
 
+	p := &procfsEnv{mnt: mnt, containers: containers}
+	p.register = func(id string) {
+		containers[id] = "/" + id
+		writeMap()
+	}
+	return p
+}
+
+func TestFUSEServesRealContainers(t *testing.T) {
+	e := newEnv(t)
+	pe := startProcfs(t, e)
+	mnt := pe.mnt
 	limit, quota, period := int64(256<<20), int64(50000), uint64(100000)
 	limited := func(spec *specs.Spec, id string) *specs.Spec {
 		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
 		spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 		spec.Linux.CgroupsPath = "/" + id
-		containers[id] = "/" + id
-		writeMap()
+		pe.register(id)
 		return spec
 	}
 
@@ -186,4 +206,58 @@ func TestFUSEServesRealContainers(t *testing.T) {
 	if _, err := fmt.Sscanf(lines[2], "%f", &up); err != nil || up > 60 {
 		t.Errorf("the container's uptime %q is not its own few seconds", lines[2])
 	}
+}
+
+// Containers reading their emulated meminfo at the same time each see only their own limit,
+// never another's: 12 containers with 12 limits, 200 reads each, all running at once.
+func TestFUSEEachContainerItsOwnNumbers(t *testing.T) {
+	e := newEnv(t)
+	pe := startProcfs(t, e)
+	const n, reads = 12, 200
+	type ctr struct {
+		id, out string
+		pid     int
+		wantKB  int64
+	}
+	var cs []ctr
+	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do grep MemTotal /proc/meminfo; i=$((i+1)); done | sort | uniq -c", reads)
+	for i := 0; i < n; i++ {
+		id := e.id("reader")
+		limit := int64(64+8*i) << 20
+		spec := testbundle.Spec("sh", "-c", script)
+		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+		spec.Linux.CgroupsPath = "/" + id
+		pe.register(id)
+		b := e.bundle(id, spec)
+		out := filepath.Join(b.Dir, "out")
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := e.eci.Create(id, b, f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, ctr{id: id, out: out, pid: pid, wantKB: limit >> 10})
+	}
+	for _, c := range cs {
+		if err := e.eci.Start(c.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrong := 0
+	for _, c := range cs {
+		if code, err := testbundle.Wait(c.pid, 2*time.Minute); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v", c.id, code, err)
+		}
+		data, _ := os.ReadFile(c.out)
+		want := fmt.Sprintf("%d MemTotal: %d kB", reads, c.wantKB)
+		got := strings.Join(strings.Fields(string(data)), " ")
+		if got != want {
+			wrong++
+			t.Errorf("%s (limit %d kB) read: %q", c.id, c.wantKB, data)
+		}
+	}
+	t.Logf("%d containers × %d concurrent reads: %d containers saw another value than their own", n, reads, wrong)
 }
