@@ -123,6 +123,7 @@ demo: deps build
 	$(GO) run ./hack/demo -bin $(BIN_DIR)
 
 bench: build
+	bash hack/install-bench-deps.sh
 	ECI_BIN_DIR=$(BIN_DIR) $(GO) test -run '^$$' -bench . -benchtime 30x ./bench/
 
 clean:
