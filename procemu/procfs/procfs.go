@@ -5,15 +5,14 @@
 //	<mountpoint>/<container id>/meminfo     (for /proc/meminfo)
 //	<mountpoint>/<container id>/cpu-online  (for /sys/devices/system/cpu/online)
 //
-// Each open renders the file once (from a per-container snapshot at most TTL old) and
-// serves reads of that open from it (FOPEN_NOFLUSH: close costs no round trip). Files are
-// read through the page cache, not with direct I/O: sendfile and splice (busybox cat uses
-// them) read through it whatever the open flags say, and only up to the size the kernel
-// holds for the inode, which they never ask the server for. So an open stores its
-// rendering's size in the kernel (a FUSE notify-store) before it returns; read() asks for
-// the size of its open (a getattr with the file handle); stat says 0, as procfs does, and
-// renders nothing. Nothing is rendered before the first open: runc binds the files while
-// the container's cgroup limits are not yet set.
+// A file is rendered when first read (from a per-container snapshot at most TTL old) and
+// the kernel keeps that rendering in its page cache until the TTL expires, so warm reads
+// cost no round trip: OPEN answers ENOSYS, which stops OPEN, FLUSH and RELEASE for good.
+// When a rendering expires, its pages are dropped and the kernel's size is raised, so the
+// next read asks again; a read's short answer brings the size down to the rendering's.
+// sendfile and splice (busybox cat uses them) read only up to the kernel's size and never
+// ask the server for it, which is why the size is managed this way. stat, and runc's bind
+// before the container's cgroup limits are set, render nothing.
 //
 // The server must run in the host's pid and cgroup namespaces and mount with allow_other:
 // containers' roots are not the mounter.
@@ -87,15 +86,19 @@ func (s *Server) Render(id, name string) ([]byte, error) {
 	return r(v)
 }
 
+func (s *Server) ttl() time.Duration {
+	if s.TTL == 0 {
+		return DefaultTTL
+	}
+	return s.TTL
+}
+
 func (s *Server) view(id string) (procemu.View, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	ttl := s.TTL
-	if ttl == 0 {
-		ttl = DefaultTTL
-	}
+	ttl := s.ttl()
 	t := now()
 	s.mu.Lock()
 	if s.snapshots == nil {
@@ -199,55 +202,87 @@ func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
 	return fs.NewListDirStream(entries), 0
 }
 
+// unknownSize is the size a file reports until a read renders it: stat and runc's bind
+// must not render it (the container's cgroup limits are not set while runc binds), and
+// sendfile reads only up to the size the kernel holds. A read's short answer brings the
+// kernel's size down to the rendering's.
+const unknownSize = 1 << 16
+
 type fileNode struct {
 	fs.Inode
 	s        *Server
 	id, name string
+
+	mu  sync.Mutex
+	cur []byte // the rendering the kernel caches, nil until a read renders it
+	at  time.Time
 }
 
 var (
 	_ fs.NodeOpener    = (*fileNode)(nil)
+	_ fs.NodeFlusher   = (*fileNode)(nil)
 	_ fs.NodeReader    = (*fileNode)(nil)
 	_ fs.NodeGetattrer = (*fileNode)(nil)
 )
 
-// Getattr reports the size of the open's rendering when the kernel asks about an open
-// file (read() does), else 0.
-func (f *fileNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+// Open answers ENOSYS: the kernel then stops sending OPEN, FLUSH and RELEASE for every file,
+// and keeps the page cache between opens, so a warm read costs no round trip.
+func (f *fileNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, syscall.ENOSYS
+}
+
+// Flush answers ENOSYS: no FLUSH on close.
+func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
+func (f *fileNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFREG | 0o444
-	if h, ok := fh.(*handle); ok {
-		out.Size = uint64(len(h.data))
+	f.mu.Lock()
+	cur, at := f.cur, f.at
+	f.mu.Unlock()
+	if cur == nil {
+		out.Size = unknownSize
+		out.SetTimeout(0)
+		return 0
 	}
+	out.Size = uint64(len(cur))
+	out.SetTimeout(max(f.s.ttl()-time.Since(at), 0))
 	return 0
 }
 
-// handle is one open: the rendering it reads from.
-type handle struct{ data []byte }
+func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	data, err := f.current()
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	if off >= int64(len(data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(data)))
+	return fuse.ReadResultData(data[off:end]), 0
+}
 
-func (f *fileNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EACCES
+// current is the rendering the kernel caches, rendered if there is none. It expires after
+// the TTL: the kernel drops its pages, and its size is raised to unknownSize so that
+// sendfile reads the next rendering whole.
+func (f *fileNode) current() ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur != nil {
+		return f.cur, nil
 	}
 	data, err := f.s.Render(f.id, f.name)
 	if err != nil {
-		return nil, 0, syscall.EIO
+		return nil, err
 	}
-	// Give the kernel this rendering's size for sendfile and splice (the stored pages
-	// themselves are dropped when the open completes; reads come back to the handle).
-	if len(data) > 0 {
-		_ = f.WriteCache(0, data)
-	}
-	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
+	f.cur, f.at = data, time.Now()
+	time.AfterFunc(f.s.ttl(), f.expire)
+	return data, nil
 }
 
-func (f *fileNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h, ok := fh.(*handle)
-	if !ok {
-		return nil, syscall.EBADF
-	}
-	if off >= int64(len(h.data)) {
-		return fuse.ReadResultData(nil), 0
-	}
-	end := min(off+int64(len(dest)), int64(len(h.data)))
-	return fuse.ReadResultData(h.data[off:end]), 0
+func (f *fileNode) expire() {
+	f.mu.Lock()
+	f.cur = nil
+	f.mu.Unlock()
+	_ = f.NotifyContent(0, 0)                     // drop the pages and the attributes
+	_ = f.WriteCache(unknownSize-1, []byte{'\n'}) // raise the size (a read shrinks it)
 }

@@ -261,3 +261,62 @@ func TestFUSEEachContainerItsOwnNumbers(t *testing.T) {
 	}
 	t.Logf("%d containers × %d concurrent reads: %d containers saw another value than their own", n, reads, wrong)
 }
+
+// A rendering that grows after the cached one expired is read whole, by read() and by
+// sendfile (busybox cat): a container whose CPU quota goes from 0.5 to 2 CPUs while it runs
+// reads online CPUs "0", then "0-1" (not a cut "0-") and two processors in cpuinfo.
+func TestFUSEGrowingFileIsReadWhole(t *testing.T) {
+	e := newEnv(t)
+	pe := startProcfs(t, e)
+	id := e.id("grows")
+	limit, quota, period := int64(256<<20), int64(50000), uint64(100000)
+	spec := testbundle.Spec("sh", "-c", "cat /sys/devices/system/cpu/online; sleep 2.5; cat /sys/devices/system/cpu/online; grep -c ^processor /proc/cpuinfo")
+	spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+	spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	spec.Linux.CgroupsPath = "/" + id
+	pe.register(id)
+	b := e.bundle(id, spec)
+	out := filepath.Join(b.Dir, "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := e.eci.Create(id, b, f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eci.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if data, _ := os.ReadFile(out); len(data) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the container printed nothing in 10 s")
+		}
+	}
+	raised := false
+	for _, dir := range []string{"/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
+		name := "cpu.cfs_quota_us"
+		val := "200000"
+		if dir == "/sys/fs/cgroup" {
+			name, val = "cpu.max", "200000 100000"
+		}
+		if err := os.WriteFile(filepath.Join(dir, id, name), []byte(val), 0); err == nil {
+			raised = true
+			break
+		}
+	}
+	if !raised {
+		t.Fatal("could not raise the container's CPU quota")
+	}
+	if code, err := testbundle.Wait(pid, time.Minute); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v", code, err)
+	}
+	data, _ := os.ReadFile(out)
+	if string(data) != "0\n0-1\n2\n" {
+		t.Fatalf("the container read %q, want \"0\\n0-1\\n2\\n\" (after the quota went to 2 CPUs)", data)
+	}
+}
