@@ -213,9 +213,10 @@ type fileNode struct {
 	s        *Server
 	id, name string
 
-	mu  sync.Mutex
-	cur []byte // the rendering the kernel caches, nil until a read renders it
-	at  time.Time
+	mu    sync.Mutex
+	valid bool   // cur is the rendering the kernel caches (an empty file is one too)
+	cur   []byte // set by a read, cleared when it expires
+	at    time.Time
 }
 
 var (
@@ -237,9 +238,9 @@ func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return 
 func (f *fileNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	out.Mode = syscall.S_IFREG | 0o444
 	f.mu.Lock()
-	cur, at := f.cur, f.at
+	valid, cur, at := f.valid, f.cur, f.at
 	f.mu.Unlock()
-	if cur == nil {
+	if !valid {
 		out.Size = unknownSize
 		out.SetTimeout(0)
 		return 0
@@ -267,21 +268,21 @@ func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int
 func (f *fileNode) current() ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.cur != nil {
+	if f.valid {
 		return f.cur, nil
 	}
 	data, err := f.s.Render(f.id, f.name)
 	if err != nil {
 		return nil, err
 	}
-	f.cur, f.at = data, time.Now()
+	f.valid, f.cur, f.at = true, data, time.Now()
 	time.AfterFunc(f.s.ttl(), f.expire)
 	return data, nil
 }
 
 func (f *fileNode) expire() {
 	f.mu.Lock()
-	f.cur = nil
+	f.valid, f.cur = false, nil
 	f.mu.Unlock()
 	_ = f.NotifyContent(0, 0)                     // drop the pages and the attributes
 	_ = f.WriteCache(unknownSize-1, []byte{'\n'}) // raise the size (a read shrinks it)
