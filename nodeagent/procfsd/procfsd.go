@@ -25,6 +25,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eci-dev/eci/procemu/procfs"
 )
 
 // MountDir is the mount point under the run dir; PIDFile the holder's pid file.
@@ -240,6 +242,13 @@ func inHostMountNS(hostRoot string, f func() error) error {
 	return <-errc
 }
 
+// FUSEOptions are the mount options of the server's /dev/fuse fd: allow_other (the
+// containers' roots are not the mounter), and max_read as go-fuse's own mounts say it (its
+// buffers hold procfs.MaxRead).
+func FUSEOptions(fd int) string {
+	return fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,max_read=%d", fd, procfs.MaxRead)
+}
+
 // MountFUSE opens /dev/fuse and mounts it at target in the host's mount namespace
 // (replacing a dead server's mount there), and returns the fd to serve.
 func MountFUSE(hostRoot, target string) (int, error) {
@@ -247,7 +256,7 @@ func MountFUSE(hostRoot, target string) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("opening /dev/fuse: %w", err)
 	}
-	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other", fd)
+	opts := FUSEOptions(fd)
 	err = inHostMountNS(hostRoot, func() error {
 		_ = unix.Unmount(target, unix.MNT_DETACH) // a dead holder's mount, if any
 		if err := os.MkdirAll(target, 0o755); err != nil {

@@ -52,6 +52,10 @@ func init() {
 	}
 }
 
+// MaxRead is the largest read the server takes; a caller that mounts the filesystem
+// itself (Mount with /dev/fd/N) must pass it as max_read.
+const MaxRead = 128 << 10
+
 // DefaultTTL is how old a container's snapshot may be when a file is opened.
 const DefaultTTL = time.Second
 
@@ -187,11 +191,20 @@ var (
 )
 
 func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	// A name looked up again (its entry expired) is the same inode, with the attributes it
+	// has: a new inode, or a size of 0, would make sendfile read nothing.
+	if ch := c.GetChild(name); ch != nil {
+		if f, ok := ch.Operations().(*fileNode); ok {
+			out.SetAttrTimeout(f.attr(&out.Attr))
+			return ch, 0
+		}
+	}
 	if _, ok := renderers[name]; !ok {
 		return nil, syscall.ENOENT
 	}
-	out.Mode = syscall.S_IFREG | 0o444
-	return c.NewInode(ctx, &fileNode{s: c.s, id: c.id, name: name}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+	f := &fileNode{s: c.s, id: c.id, name: name}
+	out.SetAttrTimeout(f.attr(&out.Attr))
+	return c.NewInode(ctx, f, fs.StableAttr{Mode: syscall.S_IFREG}), 0
 }
 
 func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
@@ -236,18 +249,23 @@ func (f *fileNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall
 func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
 func (f *fileNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.SetTimeout(f.attr(&out.Attr))
+	return 0
+}
+
+// attr fills the file's attributes and returns how long they hold: the size of the cached
+// rendering until it expires, or unknownSize (and 0) when there is none.
+func (f *fileNode) attr(out *fuse.Attr) time.Duration {
 	out.Mode = syscall.S_IFREG | 0o444
 	f.mu.Lock()
 	valid, cur, at := f.valid, f.cur, f.at
 	f.mu.Unlock()
 	if !valid {
 		out.Size = unknownSize
-		out.SetTimeout(0)
 		return 0
 	}
 	out.Size = uint64(len(cur))
-	out.SetTimeout(max(f.s.ttl()-time.Since(at), 0))
-	return 0
+	return max(f.s.ttl()-time.Since(at), 0)
 }
 
 func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

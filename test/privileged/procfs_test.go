@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eci-dev/eci/internal/testbundle"
+	"github.com/eci-dev/eci/nodeagent/procfsd"
 	"github.com/eci-dev/eci/procemu/procfs"
 )
 
@@ -58,7 +59,8 @@ func serveProcfs(dir, mapFile string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { <-sig; _ = srv.Unmount() }()
+	// The parent mounted it and detaches the mount itself.
+	go func() { <-sig; os.Exit(0) }()
 	srv.Wait()
 	return 0
 }
@@ -116,23 +118,36 @@ func startProcfs(t *testing.T, e *env) *procfsEnv {
 	}
 	writeMap()
 
+	// Mounted as eci-node's holder mounts it: /dev/fuse opened and mounted here with
+	// procfsd's options, then served by the child as /dev/fd/3.
+	fuseFD, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("eci-procfs", mnt, "fuse.eci-procfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, procfsd.FUSEOptions(fuseFD)); err != nil {
+		t.Fatalf("mounting FUSE at %s: %v", mnt, err)
+	}
+	fuseFile := os.NewFile(uintptr(fuseFD), "/dev/fuse")
+	defer fuseFile.Close()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envProcfsServe+"="+mnt, envProcfsMap+"="+mapFile)
+	cmd.Env = append(os.Environ(), envProcfsServe+"=/dev/fd/3", envProcfsMap+"="+mapFile)
+	cmd.ExtraFiles = []*os.File{fuseFile}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
+		_ = unix.Unmount(mnt, unix.MNT_DETACH)
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	// Runs after the containers are deleted (cleanups run last-in first-out).
 	t.Cleanup(func() {
+		_ = unix.Unmount(mnt, unix.MNT_DETACH)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
 		}
-		_ = unix.Unmount(mnt, unix.MNT_DETACH)
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -182,6 +197,17 @@ func TestFUSEServesRealContainers(t *testing.T) {
 	}
 	if got := readWithin(t, filepath.Join(mnt, sleeper, "cpu-online"), 10*time.Second); got != "0\n" {
 		t.Errorf("%s/cpu-online = %q, want \"0\\n\"", sleeper, got)
+	}
+	// busybox cat (sendfile) by path, again after the entry and the rendering expired: the
+	// name is looked up again and must keep its inode and a size sendfile reads through.
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(procfs.DefaultTTL + 300*time.Millisecond)
+		}
+		out, err := exec.Command(testbundle.Busybox, "cat", filepath.Join(mnt, sleeper, "swaps")).Output()
+		if err != nil || !strings.HasPrefix(string(out), "Filename") {
+			t.Fatalf("busybox cat of %s/swaps (read %d): %v %q", sleeper, i+1, err, out)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(mnt, "no-such-container")); !os.IsNotExist(err) {
 		t.Errorf("an unknown container's directory: %v", err)
