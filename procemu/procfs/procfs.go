@@ -5,14 +5,15 @@
 //	<mountpoint>/<container id>/meminfo     (for /proc/meminfo)
 //	<mountpoint>/<container id>/cpu-online  (for /sys/devices/system/cpu/online)
 //
-// A file is rendered when first read (from a per-container snapshot at most TTL old) and
-// the kernel keeps that rendering in its page cache until the TTL expires, so warm reads
-// cost no round trip: OPEN answers ENOSYS, which stops OPEN, FLUSH and RELEASE for good.
-// When a rendering expires, its pages are dropped and the kernel's size is raised, so the
-// next read asks again; a read's short answer brings the size down to the rendering's.
-// sendfile and splice (busybox cat uses them) read only up to the kernel's size and never
-// ask the server for it, which is why the size is managed this way. stat, and runc's bind
-// before the container's cgroup limits are set, render nothing.
+// Each open renders the file once (from a per-container snapshot at most TTL old) and
+// serves reads of that open from it (FOPEN_NOFLUSH: close costs no round trip). Files are
+// read through the page cache, not with direct I/O: sendfile and splice (busybox cat uses
+// them) read through it whatever the open flags say, and only up to the size the kernel
+// holds for the inode, which they never ask the server for. So an open stores its
+// rendering's size in the kernel (a FUSE notify-store) before it returns; read() asks for
+// the size of its open (a getattr with the file handle); stat says 0, as procfs does, and
+// renders nothing. Nothing is rendered before the first open: runc binds the files while
+// the container's cgroup limits are not yet set.
 //
 // The server must run in the host's pid and cgroup namespaces and mount with allow_other:
 // containers' roots are not the mounter.
@@ -90,19 +91,15 @@ func (s *Server) Render(id, name string) ([]byte, error) {
 	return r(v)
 }
 
-func (s *Server) ttl() time.Duration {
-	if s.TTL == 0 {
-		return DefaultTTL
-	}
-	return s.TTL
-}
-
 func (s *Server) view(id string) (procemu.View, error) {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	ttl := s.ttl()
+	ttl := s.TTL
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
 	t := now()
 	s.mu.Lock()
 	if s.snapshots == nil {
@@ -147,6 +144,7 @@ func (s *Server) Mount(dir string) (*fuse.Server, error) {
 		AttrTimeout: &attr,
 		MountOptions: fuse.MountOptions{
 			AllowOther: true,
+			MaxWrite:   MaxRead,
 			Name:       "eci-procfs",
 			FsName:     "eci-procfs",
 			// mount(2) itself, not fusermount; never for /dev/fd/N, which go-fuse
@@ -191,20 +189,11 @@ var (
 )
 
 func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	// A name looked up again (its entry expired) is the same inode, with the attributes it
-	// has: a new inode, or a size of 0, would make sendfile read nothing.
-	if ch := c.GetChild(name); ch != nil {
-		if f, ok := ch.Operations().(*fileNode); ok {
-			out.SetAttrTimeout(f.attr(&out.Attr))
-			return ch, 0
-		}
-	}
 	if _, ok := renderers[name]; !ok {
 		return nil, syscall.ENOENT
 	}
-	f := &fileNode{s: c.s, id: c.id, name: name}
-	out.SetAttrTimeout(f.attr(&out.Attr))
-	return c.NewInode(ctx, f, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+	out.Mode = syscall.S_IFREG | 0o444
+	return c.NewInode(ctx, &fileNode{s: c.s, id: c.id, name: name}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
 }
 
 func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
@@ -215,93 +204,55 @@ func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
 	return fs.NewListDirStream(entries), 0
 }
 
-// unknownSize is the size a file reports until a read renders it: stat and runc's bind
-// must not render it (the container's cgroup limits are not set while runc binds), and
-// sendfile reads only up to the size the kernel holds. A read's short answer brings the
-// kernel's size down to the rendering's.
-const unknownSize = 1 << 16
-
 type fileNode struct {
 	fs.Inode
 	s        *Server
 	id, name string
-
-	mu    sync.Mutex
-	valid bool   // cur is the rendering the kernel caches (an empty file is one too)
-	cur   []byte // set by a read, cleared when it expires
-	at    time.Time
 }
 
 var (
 	_ fs.NodeOpener    = (*fileNode)(nil)
-	_ fs.NodeFlusher   = (*fileNode)(nil)
 	_ fs.NodeReader    = (*fileNode)(nil)
 	_ fs.NodeGetattrer = (*fileNode)(nil)
 )
 
-// Open answers ENOSYS: the kernel then stops sending OPEN, FLUSH and RELEASE for every file,
-// and keeps the page cache between opens, so a warm read costs no round trip.
-func (f *fileNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	return nil, 0, syscall.ENOSYS
-}
-
-// Flush answers ENOSYS: no FLUSH on close.
-func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
-
-func (f *fileNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.SetTimeout(f.attr(&out.Attr))
+// Getattr reports the size of the open's rendering when the kernel asks about an open
+// file (read() does), else 0.
+func (f *fileNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	if h, ok := fh.(*handle); ok {
+		out.Size = uint64(len(h.data))
+	}
 	return 0
 }
 
-// attr fills the file's attributes and returns how long they hold: the size of the cached
-// rendering until it expires, or unknownSize (and 0) when there is none.
-func (f *fileNode) attr(out *fuse.Attr) time.Duration {
-	out.Mode = syscall.S_IFREG | 0o444
-	f.mu.Lock()
-	valid, cur, at := f.valid, f.cur, f.at
-	f.mu.Unlock()
-	if !valid {
-		out.Size = unknownSize
-		return 0
-	}
-	out.Size = uint64(len(cur))
-	return max(f.s.ttl()-time.Since(at), 0)
-}
+// handle is one open: the rendering it reads from.
+type handle struct{ data []byte }
 
-func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	data, err := f.current()
-	if err != nil {
-		return nil, syscall.EIO
-	}
-	if off >= int64(len(data)) {
-		return fuse.ReadResultData(nil), 0
-	}
-	end := min(off+int64(len(dest)), int64(len(data)))
-	return fuse.ReadResultData(data[off:end]), 0
-}
-
-// current is the rendering the kernel caches, rendered if there is none. It expires after
-// the TTL: the kernel drops its pages, and its size is raised to unknownSize so that
-// sendfile reads the next rendering whole.
-func (f *fileNode) current() ([]byte, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.valid {
-		return f.cur, nil
+func (f *fileNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EACCES
 	}
 	data, err := f.s.Render(f.id, f.name)
 	if err != nil {
-		return nil, err
+		return nil, 0, syscall.EIO
 	}
-	f.valid, f.cur, f.at = true, data, time.Now()
-	time.AfterFunc(f.s.ttl(), f.expire)
-	return data, nil
+	// Give the kernel this rendering's size for sendfile and splice (the stored pages
+	// themselves are dropped when the open completes; reads come back to the handle).
+	if len(data) > 0 {
+		_ = f.WriteCache(0, data)
+	}
+	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
 }
 
-func (f *fileNode) expire() {
-	f.mu.Lock()
-	f.valid, f.cur = false, nil
-	f.mu.Unlock()
-	_ = f.NotifyContent(0, 0)                     // drop the pages and the attributes
-	_ = f.WriteCache(unknownSize-1, []byte{'\n'}) // raise the size (a read shrinks it)
+func (f *fileNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*handle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(h.data)))
+	return fuse.ReadResultData(h.data[off:end]), 0
 }
