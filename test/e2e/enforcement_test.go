@@ -189,6 +189,7 @@ func policyCondition(p *corev1.Pod) string {
 	return ""
 }
 
+// waitPodIn waits until cond holds for the pod ns/name, and returns it.
 func waitPodIn(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
 	var last *corev1.Pod
@@ -206,6 +207,7 @@ func waitPodIn(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, n
 	return last
 }
 
+// eventsIn returns the pod's events, one per line (what kubectl describe shows).
 func eventsIn(ctx context.Context, cs kubernetes.Interface, ns, name string) string {
 	evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 	if err != nil {

@@ -80,22 +80,10 @@ func createPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, p *co
 	return created
 }
 
-// waitPod waits until cond holds for the pod, and returns it.
+// waitPod waits until cond holds for the pod in the test namespace, and returns it.
 func waitPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string, timeout time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
-	var last *corev1.Pod
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		p, err := cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		last = p
-		return cond(p), nil
-	})
-	if err != nil {
-		t.Fatalf("pod %s: waiting for %s: %v; last status: %s\nevents:\n%s", name, what, err, podSummary(last), eventsFor(ctx, cs, name))
-	}
-	return last
+	return waitPodIn(ctx, t, cs, namespace, name, timeout, what, cond)
 }
 
 func running(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning }
@@ -113,17 +101,10 @@ func podSummary(p *corev1.Pod) string {
 	return s
 }
 
-// eventsFor returns the pod's events, one per line (what kubectl describe shows).
+// eventsFor returns the events of a pod in the test namespace, one per line (what kubectl
+// describe shows).
 func eventsFor(ctx context.Context, cs kubernetes.Interface, name string) string {
-	evs, err := cs.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
-	if err != nil {
-		return err.Error()
-	}
-	var b strings.Builder
-	for _, e := range evs.Items {
-		fmt.Fprintf(&b, "%s %s: %s\n", e.Type, e.Reason, e.Message)
-	}
-	return b.String()
+	return eventsIn(ctx, cs, namespace, name)
 }
 
 func execIn(ctx context.Context, t *testing.T, cfg *envconf.Config, podName string, cmd ...string) string {
