@@ -163,8 +163,9 @@ func (e *env) entries() []idalloc.Entry {
 	return list
 }
 
-// outputOf runs a container to completion and returns its output.
-func (e *env) outputOf(rt testbundle.Runtime, id string, b *testbundle.Bundle) (string, error) {
+// createWithOutput creates a container whose stdout goes to <bundle>/<id>.out, and returns
+// its init pid and that file.
+func (e *env) createWithOutput(rt testbundle.Runtime, id string, b *testbundle.Bundle) (int, string, error) {
 	e.t.Helper()
 	out := filepath.Join(b.Dir, id+".out")
 	f, err := os.Create(out)
@@ -173,6 +174,13 @@ func (e *env) outputOf(rt testbundle.Runtime, id string, b *testbundle.Bundle) (
 	}
 	defer f.Close()
 	pid, err := rt.Create(id, b, f)
+	return pid, out, err
+}
+
+// outputOf runs a container to completion and returns its output.
+func (e *env) outputOf(rt testbundle.Runtime, id string, b *testbundle.Bundle) (string, error) {
+	e.t.Helper()
+	pid, out, err := e.createWithOutput(rt, id, b)
 	if err != nil {
 		return "", err
 	}

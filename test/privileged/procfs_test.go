@@ -254,14 +254,7 @@ func TestFUSEEachContainerItsOwnNumbers(t *testing.T) {
 		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
 		spec.Linux.CgroupsPath = "/" + id
 		pe.register(id)
-		b := e.bundle(id, spec)
-		out := filepath.Join(b.Dir, "out")
-		f, err := os.Create(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, err := e.eci.Create(id, b, f)
-		f.Close()
+		pid, out, err := e.createWithOutput(e.eci, id, e.bundle(id, spec))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,14 +294,7 @@ func TestFUSEGrowingFileIsReadWhole(t *testing.T) {
 	spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	spec.Linux.CgroupsPath = "/" + id
 	pe.register(id)
-	b := e.bundle(id, spec)
-	out := filepath.Join(b.Dir, "out")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := e.eci.Create(id, b, f)
-	f.Close()
+	pid, out, err := e.createWithOutput(e.eci, id, e.bundle(id, spec))
 	if err != nil {
 		t.Fatal(err)
 	}
