@@ -86,10 +86,10 @@ generate:
 
 # CI: fail if the committed generated files differ from what generate produces.
 verify-generate: generate
-	@changed=$$(git status --porcelain -- api config charts/eci/crds); \
+	@changed=$$(git status --porcelain -- api config charts/eci/crds nodeagent/supervisor/syscalls_gen.go); \
 	if [[ -n $$changed ]]; then \
 		echo "generated files are out of date (run make generate and commit):"; \
-		echo "$$changed"; git --no-pager diff -- api config charts/eci/crds; \
+		echo "$$changed"; git --no-pager diff -- api config charts/eci/crds nodeagent/supervisor/syscalls_gen.go; \
 		exit 1; \
 	fi
 

@@ -19,3 +19,6 @@ go tool controller-gen \
 mkdir -p charts/eci/crds
 rm -f charts/eci/crds/*.yaml
 cp config/crd/bases/*.yaml charts/eci/crds/
+
+# The syscall numbers the seccomp-notify supervisor names notifications by (libseccomp, cgo).
+CGO_ENABLED=1 go run ./hack/gensyscalls -o nodeagent/supervisor/syscalls_gen.go

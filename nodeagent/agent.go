@@ -57,6 +57,8 @@ type Agent struct {
 	// BeforeUninstall, when set, runs before the uninstall (it stops the policy sync, so
 	// the policy files it removes are not written again).
 	BeforeUninstall func()
+	// Gatherers are more metrics /metrics serves (the supervisor holder's).
+	Gatherers []prometheus.Gatherer
 
 	state    atomic.Int32
 	registry *prometheus.Registry
@@ -109,7 +111,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(append(prometheus.Gatherers{a.registry}, a.Gatherers...), promhttp.HandlerOpts{}))
 	return mux
 }
 

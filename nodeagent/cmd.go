@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/eci-dev/eci/nodeagent/install"
 	"github.com/eci-dev/eci/nodeagent/kube"
 	"github.com/eci-dev/eci/nodeagent/restart"
+	"github.com/eci-dev/eci/runtime/config"
 )
 
 // Usage is eci-node's --help.
@@ -36,6 +38,8 @@ Usage:
   eci-node install|uninstall [flags]   do it once on this node and exit (for debugging)
   eci-node procfs [flags]              serve the /proc and /sys emulation (eci-node run starts
                                        it as a holder process that outlives eci-node restarts)
+  eci-node supervisor [flags]          answer eci containers' trapped syscalls (seccomp user
+                                       notification); eci-node run starts it as a holder too
 
 Run "eci-node <command> -h" for the flags of each command.
 `
@@ -56,6 +60,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 		return runUninstallCluster(ctx, args[1:], stderr)
 	case "procfs":
 		return runProcfs(ctx, args[1:], stderr)
+	case "supervisor":
+		return runSupervisor(ctx, args[1:], stderr)
 	}
 	fmt.Fprint(stderr, Usage)
 	return fmt.Errorf("unknown command %q", args[0])
@@ -191,6 +197,10 @@ func runNode(ctx context.Context, cmd string, args []string, stderr io.Writer) e
 	syncDone := make(chan struct{})
 	go func() { defer close(syncDone); runPolicySync(syncCtx, restCfg, syncer) }()
 	ensureProcfs(f.hostRoot, log)
+	ensureHolder(f.hostRoot, "supervisor", "seccomp-notify supervisor", supervisorPIDFile, log)
+	if rc, err := config.LoadFile(filepath.Join(f.hostRoot, config.DefaultPath)); err == nil {
+		agent.Gatherers = append(agent.Gatherers, supervisorGatherer{sock: filepath.Join(f.hostRoot, rc.RunDir, supervisorMetricsSock)})
+	}
 	agent.BeforeUninstall = func() { stopSync(); <-syncDone }
 	errs := make(chan error, 2)
 	for _, addr := range uniq(f.metricsAddr, f.healthAddr) {

@@ -72,36 +72,43 @@ func runProcfs(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// ensureProcfs starts the holder unless one is running; a running one keeps serving (an
-// eci-node restart or upgrade leaves it alone).
+// ensureProcfs starts the /proc emulation's holder unless one is running.
 func ensureProcfs(hostRoot string, log *slog.Logger) {
+	ensureHolder(hostRoot, "procfs", "proc emulation", procfsd.PIDFile, log)
+}
+
+// ensureHolder starts `eci-node <command>` as a holder process unless one is running: a
+// running one keeps serving (an eci-node restart or upgrade leaves it alone). The holder
+// leaves eci-node's session and cgroups, logs to <runDir>/<command>.log, and writes its
+// pid to <runDir>/<pidName>.
+func ensureHolder(hostRoot, command, what, pidName string, log *slog.Logger) {
 	rc, err := config.LoadFile(filepath.Join(hostRoot, config.DefaultPath))
 	if err != nil {
-		log.Error("proc emulation not started: eci-runtime's settings", "err", err)
+		log.Error(what+" not started: eci-runtime's settings", "err", err)
 		return
 	}
-	pidFile := filepath.Join(hostRoot, rc.RunDir, procfsd.PIDFile)
-	if pid := procfsd.Alive("/proc", pidFile); pid != 0 {
-		log.Info("proc emulation already served", "pid", pid)
+	pidFile := filepath.Join(hostRoot, rc.RunDir, pidName)
+	if pid := procfsd.Alive("/proc", pidFile, command); pid != 0 {
+		log.Info(what+" already running", "pid", pid)
 		return
 	}
 	if err := os.MkdirAll(filepath.Join(hostRoot, rc.RunDir), 0o700); err != nil {
-		log.Error("proc emulation not started", "err", err)
+		log.Error(what+" not started", "err", err)
 		return
 	}
-	logFile, err := os.OpenFile(filepath.Join(hostRoot, rc.RunDir, "procfs.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(filepath.Join(hostRoot, rc.RunDir, command+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		log.Error("proc emulation not started", "err", err)
+		log.Error(what+" not started", "err", err)
 		return
 	}
 	defer logFile.Close()
-	cmd := exec.Command("/proc/self/exe", "procfs", "--host-root", hostRoot)
+	cmd := exec.Command("/proc/self/exe", command, "--host-root", hostRoot)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		log.Error("proc emulation not started", "err", err)
+		log.Error(what+" not started", "err", err)
 		return
 	}
 	go func() { _ = cmd.Wait() }()
-	log.Info("proc emulation started", "pid", cmd.Process.Pid)
+	log.Info(what+" started", "pid", cmd.Process.Pid)
 }

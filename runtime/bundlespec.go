@@ -13,7 +13,7 @@ import (
 // first decode of the full Spec type costs about a millisecond of reflection).
 type bundleSpec struct {
 	raw  map[string]json.RawMessage
-	Spec specs.Spec // Root, Mounts, Annotations and Linux only
+	Spec specs.Spec // Root, Mounts, Annotations and Linux, and Process's capabilities (read only)
 }
 
 // editedFields are the top-level fields eci decodes, edits and writes back.
@@ -37,6 +37,15 @@ func parseBundleSpec(data []byte) (*bundleSpec, error) {
 			}
 		}
 	}
+	// The process's capabilities decide what the seccomp filter traps; the process
+	// section itself is never edited, so it is written back as it was.
+	var proc struct {
+		Capabilities *specs.LinuxCapabilities `json:"capabilities"`
+	}
+	if err := json.Unmarshal(b.raw["process"], &proc); err != nil {
+		return nil, fmt.Errorf("field process: %w", err)
+	}
+	b.Spec.Process = &specs.Process{Capabilities: proc.Capabilities}
 	return b, nil
 }
 

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -134,14 +136,19 @@ func (r *runner) harden(rollback *undo) error {
 		idsPerPod = pol.IDsPerPod
 	}
 	in := harden.Inputs{
-		ContainerID:     id,
-		Pod:             pod,
-		Protected:       harden.ProtectedFor(pol, cfg.ExtraProtectedPaths),
-		Policy:          pol.String(),
-		Audit:           pol.Mode == policy.Audit,
-		Exceptions:      pol.Exceptions,
-		ImageDigest:     pp.Images[pod.Container],
-		Denied:          pol.Denied(),
+		ContainerID: id,
+		Pod:         pod,
+		Protected:   harden.ProtectedFor(pol, cfg.ExtraProtectedPaths),
+		Policy:      pol.String(),
+		Audit:       pol.Mode == policy.Audit,
+		Exceptions:  pol.Exceptions,
+		ImageDigest: pp.Images[pod.Container],
+		Denied:      pol.Denied(),
+		Supervise:   pol.Supervised(),
+		Identity: policy.Supervised{
+			PodUID: pod.UID, Namespace: pod.Namespace, Name: pod.Name,
+			Policy: pol.Name, Generation: pol.Generation, Mode: pol.Mode,
+		},
 		ProcDir:         procEmulationDir(cfg, pol),
 		ResolvePath:     resolveHostPath,
 		IsHostNamespace: isHostNamespace,
@@ -199,6 +206,7 @@ func (r *runner) harden(rollback *undo) error {
 	if err := r.checkMounts(cfg, spec, in, pp); err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
+	in.Supervisor = r.supervisor(cfg, spec, in, pod, pol)
 	if err := harden.Apply(spec, in, harden.Default()); err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
@@ -279,6 +287,26 @@ func hasUserNSMapping(spec *specs.Spec) bool {
 		}
 	}
 	return false
+}
+
+// supervisor is the seccomp-notify supervisor's socket when the container has syscalls for
+// it (the policy's Audit and Allow traps, or the mount family of a container with
+// CAP_SYS_ADMIN) and it answers; "" otherwise. Without it those syscalls are denied: the
+// container still starts, and a pod Event says why.
+func (r *runner) supervisor(cfg config.Config, spec *specs.Spec, in harden.Inputs, pod harden.Pod, pol policy.Policy) string {
+	if !harden.NeedsSupervisor(spec, in) {
+		return ""
+	}
+	sock := policy.SupervisorSocket(cfg.RunDir)
+	conn, err := net.DialTimeout("unix", sock, time.Second)
+	if err == nil {
+		_ = conn.Close()
+		return sock
+	}
+	msg := fmt.Sprintf("eci's seccomp-notify supervisor is not reachable (%v): the syscalls it decides for this container (mounts, and the policy's Audit and Allow traps) fail with EPERM", err)
+	r.log.Warn(fmt.Errorf("container %s: %s", r.inv.ID, msg))
+	r.report(cfg, pod, pol, policy.Report{Kind: policy.KindFallback, Type: "Warning", Reason: "EciSupervisorUnavailable", What: "supervisor", Message: msg})
+	return ""
 }
 
 // procEmulationDir is the live FUSE mount of the /proc and /sys emulation, when the policy

@@ -250,11 +250,18 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 		// The policy files and the report spool eci-node kept for eci-runtime, and the
 		// /proc emulation's holder (it unmounts itself on SIGTERM).
 		if cfg, err := config.LoadFile(i.host(config.DefaultPath)); err == nil {
-			if pid := procfsd.Alive("/proc", i.host(filepath.Join(cfg.RunDir, procfsd.PIDFile))); pid != 0 {
+			if pid := procfsd.Alive("/proc", i.host(filepath.Join(cfg.RunDir, procfsd.PIDFile)), "procfs"); pid != 0 {
 				if err := unix.Kill(pid, unix.SIGTERM); err != nil {
 					return &StepError{"stop the proc emulation", err}
 				}
 				i.Log.Info("proc emulation stopped", "pid", pid)
+			}
+			// The seccomp-notify supervisor: no eci container is left for it to serve.
+			if pid := procfsd.Alive("/proc", i.host(filepath.Join(cfg.RunDir, "supervisor.pid")), "supervisor"); pid != 0 {
+				if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+					return &StepError{"stop the supervisor", err}
+				}
+				i.Log.Info("supervisor stopped", "pid", pid)
 			}
 			for _, dir := range []string{policy.Dir(cfg.RunDir), policy.SpoolDir(cfg.RunDir)} {
 				if err := os.RemoveAll(i.host(dir)); err != nil {

@@ -284,8 +284,9 @@ func UnmountFUSE(hostRoot, target string) error {
 	})
 }
 
-// Alive returns the pid of a running holder recorded in pidFile, or 0.
-func Alive(procRoot, pidFile string) int {
+// Alive returns the pid of a running holder recorded in pidFile, or 0: the process must be
+// running `eci-node <command>` (a reused pid is not taken for the holder).
+func Alive(procRoot, pidFile, command string) int {
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
 		return 0
@@ -295,7 +296,7 @@ func Alive(procRoot, pidFile string) int {
 		return 0
 	}
 	cmdline, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"))
-	if err != nil || !bytes.Contains(cmdline, []byte("\x00procfs\x00")) {
+	if err != nil || !bytes.Contains(cmdline, []byte("\x00"+command+"\x00")) {
 		return 0
 	}
 	return pid

@@ -73,11 +73,14 @@ func TestRecordResolverAndAlive(t *testing.T) {
 	pidFile := filepath.Join(root, "procfs.pid")
 	_ = os.WriteFile(pidFile, []byte("42\n"), 0o600)
 	_ = os.WriteFile(filepath.Join(proc, "42", "cmdline"), []byte("/eci-node\x00run\x00"), 0o600)
-	if Alive(proc, pidFile) != 0 {
+	if Alive(proc, pidFile, "procfs") != 0 || Alive(proc, pidFile, "supervisor") != 0 {
 		t.Error("a process that is not the holder counted as alive")
 	}
 	_ = os.WriteFile(filepath.Join(proc, "42", "cmdline"), []byte("/proc/self/exe\x00procfs\x00--host-root\x00/host\x00"), 0o600)
-	if Alive(proc, pidFile) != 42 {
+	if Alive(proc, pidFile, "supervisor") != 0 {
+		t.Error("the procfs holder counted as the supervisor")
+	}
+	if Alive(proc, pidFile, "procfs") != 42 {
 		t.Error("the holder was not found")
 	}
 }

@@ -46,6 +46,15 @@ type Inputs struct {
 	ProcDir string `json:"procDir,omitempty"`
 	// Denied maps the syscalls the policy denies to the errno they fail with.
 	Denied map[string]string `json:"denied,omitempty"`
+	// Supervise maps the syscalls the policy hands to the seccomp-notify supervisor to
+	// their action (Audit, Allow or Emulate).
+	Supervise map[string]string `json:"supervise,omitempty"`
+	// Supervisor is the supervisor's socket, "" when it could not be reached: the
+	// syscalls it would decide are then denied (EPERM), never allowed.
+	Supervisor string `json:"supervisor,omitempty"`
+	// Identity is who the container is and which policy governs it, for the
+	// supervisor (its Traps are filled in by TrapSyscalls).
+	Identity policy.Supervised `json:"identity"`
 	// ResolvePath resolves symlinks in a host path; nil means the path is only cleaned.
 	ResolvePath func(string) string `json:"-"`
 	// IsHostNamespace reports whether a namespace path is one of the host's; nil means

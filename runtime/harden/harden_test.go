@@ -29,6 +29,8 @@ type goldenCase struct {
 		Policy      *policy.Policy `json:"policy"`
 		ImageDigest string         `json:"imageDigest"`
 		ProcDir     string         `json:"procDir"`
+		// Supervisor is the supervisor's socket ("" as when it cannot be reached).
+		Supervisor string `json:"supervisor"`
 	} `json:"inputs"`
 	// Symlinks maps a host path prefix to what it resolves to.
 	Symlinks map[string]string `json:"symlinks"`
@@ -46,12 +48,15 @@ func (c *goldenCase) inputs() Inputs {
 		Pod:         PodFromAnnotations(c.Inputs.ContainerID, c.Spec.Annotations),
 	}
 	in.ProcDir = c.Inputs.ProcDir
+	in.Supervisor = c.Inputs.Supervisor
 	if p := c.Inputs.Policy; p != nil {
 		in.Protected = ProtectedFor(*p, nil)
 		in.Policy = p.String()
 		in.Audit = p.Mode == policy.Audit
 		in.Exceptions = p.Exceptions
 		in.Denied = p.Denied()
+		in.Supervise = p.Supervised()
+		in.Identity = policy.Supervised{PodUID: "uid-1", Namespace: "ns", Name: "pod", Policy: p.Name, Generation: p.Generation, Mode: p.Mode}
 		in.ImageDigest = c.Inputs.ImageDigest
 	}
 	if in.Protected == nil {

@@ -13,6 +13,7 @@ import (
 // Mount is one line of /proc/<pid>/mountinfo.
 type Mount struct {
 	ID, Parent   int
+	Dev          string // major:minor of the filesystem
 	Root         string
 	MountPoint   string
 	Options      string // per-mount options ("rw,nosuid,relatime")
@@ -62,7 +63,7 @@ func ParseMountInfo(r io.Reader) ([]Mount, error) {
 			return nil, fmt.Errorf("mountinfo: malformed ids in %q", line)
 		}
 		out = append(out, Mount{
-			ID: id, Parent: parent, Root: unescape(f[3]), MountPoint: unescape(f[4]), Options: f[5],
+			ID: id, Parent: parent, Dev: f[2], Root: unescape(f[3]), MountPoint: unescape(f[4]), Options: f[5],
 			FSType: g[0], Source: unescape(g[1]), SuperOptions: g[2],
 		})
 	}

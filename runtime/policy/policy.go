@@ -185,3 +185,23 @@ func DefaultTraps() []Trap {
 		{Names: []string{"reboot", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "swapon", "swapoff", "acct", "open_by_handle_at", "bpf", "perf_event_open", "keyctl", "add_key", "request_key"}, Action: ActionDeny, Errno: "EPERM"},
 	}
 }
+
+// Supervised returns the names the seccomp-notify supervisor decides, with their action
+// (Audit, Allow or Emulate). An Audit policy records what it would deny: its Deny entries
+// are Audit here.
+func (p Policy) Supervised() map[string]string {
+	out := map[string]string{}
+	for _, t := range p.Traps {
+		a := t.Action
+		if a == ActionDeny {
+			if p.Mode == Enforce {
+				continue
+			}
+			a = ActionAudit
+		}
+		for _, n := range t.Names {
+			out[n] = a
+		}
+	}
+	return out
+}

@@ -114,6 +114,7 @@ func TestExpand(t *testing.T) {
 		{[]string{"nope"}, nil},
 		{[]string{"sys-write", "bogus"}, nil},
 		{[]string{"all"}, order},
+		{[]string{"mounts"}, mountOrder},
 		{[]string{"kernel-module", "sys-write"}, []string{"kernel-module", "sys-write"}},
 	} {
 		got, err := expand(tc.args)
@@ -121,11 +122,11 @@ func TestExpand(t *testing.T) {
 			t.Errorf("expand(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
 		}
 	}
-	// Every attack in "all" is runnable, and every runnable attack is in "all".
-	if len(order) != len(attacks) {
-		t.Errorf("order has %d attacks, map has %d", len(order), len(attacks))
+	// Every attack in "all" or "mounts" is runnable, and every runnable attack is in one.
+	if len(order)+len(mountOrder) != len(attacks) {
+		t.Errorf("order and mountOrder have %d attacks, map has %d", len(order)+len(mountOrder), len(attacks))
 	}
-	for _, n := range order {
+	for _, n := range append(slices.Clone(order), mountOrder...) {
 		if attacks[n] == nil {
 			t.Errorf("%q is in order but has no function", n)
 		}

@@ -48,6 +48,10 @@ type config struct {
 	sysFile     string
 	procSysFile string
 	fstype      string
+	// For the mount attacks (mounts.go).
+	roDir          string
+	maskedFile     string
+	raceIterations int
 }
 
 // order is the order of "all".
@@ -86,9 +90,12 @@ func main() {
 	sysFile := flag.String("sys-file", "/sys/kernel/mm/ksm/sleep_millisecs", "sysfs `file` for sys-write")
 	procSysFile := flag.String("proc-sys-file", "/proc/sys/kernel/panic", "/proc/sys `file` for proc-sys-write")
 	fstype := flag.String("fstype", "ext4", "filesystem `type` of the host disk, for mount-host-disk")
+	roDir := flag.String("ro-dir", "/ro", "a read-only bind mount (`dir`), for remount-rw")
+	maskedFile := flag.String("masked-file", "/proc/meminfo", "a /proc `file` with a bind over it, for umount-proc-file")
+	raceIterations := flag.Int("race-iterations", 2000, "`n` mount calls in mount-race")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] attack...\nattacks: %s all\nflags:\n",
-			filepath.Base(os.Args[0]), strings.Join(order, " "))
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] attack...\nattacks: %s all\nmount attacks: %s mounts\nflags:\n",
+			filepath.Base(os.Args[0]), strings.Join(order, " "), strings.Join(mountOrder, " "))
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -97,7 +104,7 @@ func main() {
 	if err != nil {
 		usageError(err)
 	}
-	c := config{sysFile: *sysFile, procSysFile: *procSysFile, fstype: *fstype}
+	c := config{sysFile: *sysFile, procSysFile: *procSysFile, fstype: *fstype, roDir: *roDir, maskedFile: *maskedFile, raceIterations: *raceIterations}
 	if *hostDev != "" {
 		if c.hostDev, err = parseDev(*hostDev); err != nil {
 			usageError(err)
@@ -138,6 +145,8 @@ func expand(args []string) ([]string, error) {
 		switch {
 		case a == "all":
 			names = append(names, order...)
+		case a == "mounts":
+			names = append(names, mountOrder...)
 		case attacks[a] != nil:
 			names = append(names, a)
 		default:

@@ -57,7 +57,7 @@ func run(m *testing.M) int {
 	if binDir == "" {
 		binDir, _ = filepath.Abs("../../bin")
 	}
-	for _, b := range []string{"eci-runtime", "runc"} {
+	for _, b := range []string{"eci-runtime", "runc", "eci-node"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return fail("%s missing in %s (run make build): %v", b, binDir, err)
 		}
@@ -263,6 +263,9 @@ func parseAttacks(t *testing.T, out string) map[string]attackResult {
 	t.Helper()
 	res := map[string]attackResult{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue // eci-runtime's own warnings share the container's stderr here
+		}
 		var r attackResult
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("attack output line %q: %v\nfull output:\n%s", line, err, out)

@@ -1,0 +1,5 @@
+package supervisor
+
+import "runtime"
+
+const archName = runtime.GOARCH
