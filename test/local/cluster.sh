@@ -992,9 +992,10 @@ down() {
 		kill -KILL "$p" 2>/dev/null || true
 	done
 	kill_pod_processes
-	# eci's /proc emulation holder leaves the pod's cgroups on purpose (it outlives
-	# eci-node); helm uninstall stops it, but not when eci was never uninstalled.
-	for p in $(pgrep -f '^/proc/self/exe procfs --host-root' || true); do
+	# eci's holders (the /proc emulation and the seccomp-notify supervisor) leave the
+	# pod's cgroups on purpose (they outlive eci-node); helm uninstall stops them, but not
+	# when eci was never uninstalled.
+	for p in $(pgrep -f '^/proc/self/exe (procfs|supervisor) --host-root' || true); do
 		kill -TERM "$p" 2>/dev/null || true
 	done
 	if grep -q ' /run/eci/procfs ' /proc/self/mountinfo; then
