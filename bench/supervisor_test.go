@@ -167,6 +167,15 @@ func rawListener(b *testing.B, sock string) {
 				if e == unix.EINTR {
 					continue
 				}
+				if e == unix.ENOENT {
+					// The caller was interrupted (a signal) before the receive, or every
+					// task using the filter is gone: then the fd has hung up.
+					pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+					if k, _ := unix.Poll(pfd, 0); k > 0 && pfd[0].Revents&unix.POLLHUP != 0 {
+						return
+					}
+					continue
+				}
 				return
 			}
 			r := resp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
@@ -261,6 +270,9 @@ func BenchmarkUntrappedSyscall(b *testing.B) {
 		b.Skip("needs root")
 	}
 	bin := binDir(b)
+	if err := testbundle.BecomeSubreaper(); err != nil {
+		b.Fatal(err)
+	}
 	dir := b.TempDir()
 	if err := testbundle.MakeTraversable(dir); err != nil {
 		b.Fatal(err)
@@ -310,11 +322,12 @@ func BenchmarkUntrappedSyscall(b *testing.B) {
 				if err := rt.rt.Start(id); err != nil {
 					b.Fatal(err)
 				}
-				if code, err := testbundle.Wait(pid, time.Minute); err != nil || code != 0 {
+				code, err := testbundle.Wait(pid, time.Minute)
+				_ = rt.rt.Delete(id)
+				if err != nil || code != 0 {
 					data, _ := os.ReadFile(out)
 					b.Fatalf("%s: exit %d %v: %s", id, code, err, data)
 				}
-				_ = rt.rt.Delete(id)
 				data, _ := os.ReadFile(out)
 				v, err := strconv.ParseFloat(lastLine(string(data)), 64)
 				if err != nil {
