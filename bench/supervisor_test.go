@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eci-dev/eci/internal/testbundle"
+	"github.com/eci-dev/eci/procemu"
 	"github.com/eci-dev/eci/runtime/policy"
 )
 
@@ -262,13 +263,14 @@ func medianOf(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// An untrapped syscall (getppid) inside a privileged container under eci (whose one
-// filter carries the policy's rules) and under plain runc (no filter at all for a
-// privileged container), and with a RuntimeDefault-style allowlist profile under both.
-func BenchmarkUntrappedSyscall(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+// probeEnv is an eci run dir and the two runtimes, with the probe built.
+type probeEnv struct {
+	dir, probe string
+	eci, runc  testbundle.Runtime
+	seq        int
+}
+
+func newProbeEnv(b *testing.B) *probeEnv {
 	bin := binDir(b)
 	if err := testbundle.BecomeSubreaper(); err != nil {
 		b.Fatal(err)
@@ -287,18 +289,71 @@ func BenchmarkUntrappedSyscall(b *testing.B) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"stateDir": %q, "runDir": %q}`, filepath.Join(dir, "state"), filepath.Join(dir, "run"))), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	eciRT := testbundle.Runtime{Binary: filepath.Join(bin, "eci-runtime"), Root: filepath.Join(dir, "eci-root"), Env: []string{"ECI_CONFIG=" + cfg}}
-	runcRT := testbundle.Runtime{Binary: filepath.Join(bin, "runc"), Root: filepath.Join(dir, "runc-root")}
+	return &probeEnv{
+		dir: dir, probe: probe,
+		eci:  testbundle.Runtime{Binary: filepath.Join(bin, "eci-runtime"), Root: filepath.Join(dir, "eci-root"), Env: []string{"ECI_CONFIG=" + cfg}},
+		runc: testbundle.Runtime{Binary: filepath.Join(bin, "runc"), Root: filepath.Join(dir, "runc-root")},
+	}
+}
+
+// run runs the probe in a container and returns its output lines.
+func (p *probeEnv) run(b *testing.B, rt testbundle.Runtime, name string, spec *specs.Spec) []string {
+	p.seq++
+	id := fmt.Sprintf("%s-%d", name, p.seq)
+	bundle, err := testbundle.New(filepath.Join(p.dir, id), spec, map[string]string{"/bin/probe": p.probe})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(bundle.Dir, "out")
+	f, _ := os.Create(out)
+	pid, err := rt.Create(id, bundle, f)
+	f.Close()
+	if err != nil {
+		b.Fatalf("%s: %v", id, err)
+	}
+	if err := rt.Start(id); err != nil {
+		b.Fatal(err)
+	}
+	code, err := testbundle.Wait(pid, time.Minute)
+	_ = rt.Delete(id)
+	data, _ := os.ReadFile(out)
+	if err != nil || code != 0 {
+		b.Fatalf("%s: exit %d %v: %s", id, code, err, data)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if !strings.HasPrefix(l, "eci:") { // eci-runtime's warnings share the output here
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return lines
+}
+
+// nsPerCall is the probe's first line.
+func nsPerCall(b *testing.B, lines []string) float64 {
+	v, err := strconv.ParseFloat(lines[0], 64)
+	if err != nil {
+		b.Fatalf("the probe printed %q", lines)
+	}
+	return v
+}
+
+// An untrapped syscall (getppid) inside a privileged container under eci (whose one
+// filter carries the policy's rules) and under plain runc (no filter at all for a
+// privileged container), and with a RuntimeDefault-style allowlist profile under both.
+func BenchmarkUntrappedSyscall(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	p := newProbeEnv(b)
 	n := max(b.N*100, 1000000)
 	results := map[string][]float64{}
-	seq := 0
 	for _, flavour := range []string{"privileged", "profile"} {
 		for range 3 {
 			for _, rt := range []struct {
 				name string
 				rt   testbundle.Runtime
-			}{{"eci", eciRT}, {"runc", runcRT}} {
-				seq++
+			}{{"eci", p.eci}, {"runc", p.runc}} {
 				spec := testbundle.Spec("/bin/probe", "getppid", strconv.Itoa(n))
 				if flavour == "privileged" {
 					if err := testbundle.Privileged(spec); err != nil {
@@ -307,33 +362,7 @@ func BenchmarkUntrappedSyscall(b *testing.B) {
 				} else {
 					spec.Linux.Seccomp = allowlistProfile()
 				}
-				id := fmt.Sprintf("untrapped-%s-%d", rt.name, seq)
-				bundle, err := testbundle.New(filepath.Join(dir, id), spec, map[string]string{"/bin/probe": probe})
-				if err != nil {
-					b.Fatal(err)
-				}
-				out := filepath.Join(bundle.Dir, "out")
-				f, _ := os.Create(out)
-				pid, err := rt.rt.Create(id, bundle, f)
-				f.Close()
-				if err != nil {
-					b.Fatalf("%s: %v", id, err)
-				}
-				if err := rt.rt.Start(id); err != nil {
-					b.Fatal(err)
-				}
-				code, err := testbundle.Wait(pid, time.Minute)
-				_ = rt.rt.Delete(id)
-				if err != nil || code != 0 {
-					data, _ := os.ReadFile(out)
-					b.Fatalf("%s: exit %d %v: %s", id, code, err, data)
-				}
-				data, _ := os.ReadFile(out)
-				v, err := strconv.ParseFloat(lastLine(string(data)), 64)
-				if err != nil {
-					b.Fatalf("%s printed %q", id, data)
-				}
-				results[flavour+"/"+rt.name] = append(results[flavour+"/"+rt.name], v)
+				results[flavour+"/"+rt.name] = append(results[flavour+"/"+rt.name], nsPerCall(b, p.run(b, rt.rt, "untrapped-"+rt.name, spec)))
 			}
 		}
 	}
@@ -345,9 +374,56 @@ func BenchmarkUntrappedSyscall(b *testing.B) {
 	}
 }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+// sysinfo(2) in a 256Mi container: under eci the supervisor answers it with the
+// container's numbers (with a /proc emulation mounted, as eci-node runs it), under runc
+// the kernel answers with the host's.
+func BenchmarkSysinfo(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	p := newProbeEnv(b)
+	runDir := filepath.Join(p.dir, "run")
+	mnt := filepath.Join(runDir, "procfs")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	paths, err := procemu.ParseCgroupFile(self)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cg, _ := json.Marshal(paths)
+	serve := exec.Command(os.Args[0], "-test.run=^$")
+	serve.Env = append(os.Environ(), envServe+"="+mnt, envMap+"="+string(cg))
+	startServer(b, serve, mnt)
+	startSupervisor(b, p.dir)
+	n := max(b.N, 2000)
+	limit := int64(256 << 20)
+	results := map[string][]float64{}
+	totals := map[string]string{}
+	for range 3 {
+		for _, rt := range []struct {
+			name string
+			rt   testbundle.Runtime
+		}{{"eci", p.eci}, {"runc", p.runc}} {
+			p.seq++
+			spec := testbundle.Spec("/bin/probe", "sysinfo", strconv.Itoa(n))
+			spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+			spec.Linux.CgroupsPath = fmt.Sprintf("/eci-bench-sysinfo-%d", p.seq)
+			lines := p.run(b, rt.rt, "sysinfo-"+rt.name, spec)
+			results[rt.name] = append(results[rt.name], nsPerCall(b, lines))
+			if len(lines) > 1 {
+				totals[rt.name] = lines[1]
+			}
+		}
+	}
+	if totals["eci"] != "262144" {
+		b.Fatalf("sysinfo under eci says totalram %s KiB, not the container's 262144", totals["eci"])
+	}
+	e, r := medianOf(results["eci"]), medianOf(results["runc"])
+	b.ReportMetric(e, "eci-ns/call")
+	b.ReportMetric(r, "runc-ns/call")
+	b.Logf("sysinfo, %d calls, median of 3: eci %.0f ns (totalram %s KiB), runc %.0f ns (totalram %s KiB, the host's)", n, e, totals["eci"], r, totals["runc"])
 }
 
 // allowlistProfile is a RuntimeDefault-style profile: deny by default, allow a list.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/eci-dev/eci/nodeagent/procfsd"
 	"github.com/eci-dev/eci/nodeagent/supervisor"
+	"github.com/eci-dev/eci/procemu"
 	"github.com/eci-dev/eci/runtime/config"
 	"github.com/eci-dev/eci/runtime/policy"
 )
@@ -71,6 +72,22 @@ func runSupervisor(ctx context.Context, args []string, stderr io.Writer) error {
 		Metrics:  metrics,
 		Limit:    &supervisor.Limiter{Every: *reportEvery},
 		Report:   func(e supervisor.Event) { reportTrap(runDir, e, log) },
+	}
+	// sysinfo(2) gets the numbers the /proc emulation shows (the same cgroups, the same
+	// renderer), so busybox free agrees with /proc/meminfo.
+	if cg, err := os.ReadFile("/proc/1/cgroup"); err == nil {
+		resolver := procfsd.RecordResolver{HostRoot: *hostRoot, RunDir: rc.RunDir, Controllers: procfsd.Controllers(cg)}
+		srv.Sysinfo = func(id string) (procemu.Sysinfo, error) {
+			paths, err := resolver.Cgroups(id)
+			if err != nil {
+				return procemu.Sysinfo{}, err
+			}
+			v, err := procemu.Gather(*hostRoot, paths, time.Now())
+			if err != nil {
+				return procemu.Sysinfo{}, err
+			}
+			return procemu.RenderSysinfo(v), nil
+		}
 	}
 	pidFile := filepath.Join(runDir, supervisorPIDFile)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {

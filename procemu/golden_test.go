@@ -3,6 +3,7 @@ package procemu
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -64,7 +65,32 @@ func TestGolden(t *testing.T) {
 				compareGolden(t, filepath.Join(root, path.Base(f.Path)+".golden"), got)
 			}
 			checkConsistent(t, rendered, c.nproc, c.memTotal)
+			si := RenderSysinfo(v)
+			compareGolden(t, filepath.Join(root, "sysinfo.golden"), fmt.Appendf(nil, "%+v\n", si))
+			checkSysinfo(t, si, rendered["/proc/meminfo"], rendered["/proc/uptime"])
 		})
+	}
+}
+
+// checkSysinfo checks that sysinfo(2) agrees with /proc/meminfo and /proc/uptime, so busybox
+// free (sysinfo) and cat /proc/meminfo tell the same story.
+func checkSysinfo(t *testing.T, si Sysinfo, meminfo, uptime []byte) {
+	t.Helper()
+	m := parseMeminfo(meminfo)
+	for _, c := range []struct {
+		name string
+		got  uint64
+	}{
+		{"MemTotal", si.TotalRAM}, {"MemFree", si.FreeRAM}, {"Shmem", si.SharedRAM},
+		{"Buffers", si.BufferRAM}, {"SwapTotal", si.TotalSwap}, {"SwapFree", si.FreeSwap},
+	} {
+		if c.got != m[c.name]*1024 {
+			t.Errorf("sysinfo %s = %d bytes, meminfo says %d kB", c.name, c.got, m[c.name])
+		}
+	}
+	up, _, _ := strings.Cut(string(uptime), ".")
+	if fmt.Sprint(si.Uptime) != up {
+		t.Errorf("sysinfo uptime %d, /proc/uptime %q", si.Uptime, uptime)
 	}
 }
 

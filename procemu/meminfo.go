@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // meminfoLine splits a /proc/meminfo line "MemTotal:       24683748 kB" into its name and
@@ -54,10 +55,7 @@ func RenderMeminfo(v View) ([]byte, error) {
 	kb := func(b uint64) uint64 { return min(b/1024, total) }
 	m := v.Mem
 	host := parseMeminfo(v.Host.MemInfo)
-	free := total - kb(v.MemUsage)
-	if h, ok := host["MemFree"]; ok {
-		free = min(free, h)
-	}
+	free := memFreeKB(v, host)
 	avail := min(total, free+kb(m.ActiveFile+m.InactiveFile+m.SlabReclaimable))
 	if h, ok := host["MemAvailable"]; ok {
 		avail = max(min(avail, h), free)
@@ -122,4 +120,47 @@ func RenderMeminfo(v View) ([]byte, error) {
 		fmt.Fprintf(&out, "%-15s %8d kB\n", name+":", val)
 	}
 	return out.Bytes(), nil
+}
+
+// memFreeKB is MemFree in kB: what the container's usage leaves of its limit, no more than
+// the host has free.
+func memFreeKB(v View, host map[string]uint64) uint64 {
+	total := v.MemLimit / 1024
+	free := total - min(v.MemUsage/1024, total)
+	if h, ok := host["MemFree"]; ok {
+		free = min(free, h)
+	}
+	return free
+}
+
+// Sysinfo is what sysinfo(2) answers a container, in bytes (mem_unit 1) and seconds.
+type Sysinfo struct {
+	Uptime                         int64
+	Loads                          [3]uint64 // fixed point, 1<<16 is 1.0 (SI_LOAD_SHIFT)
+	TotalRAM, FreeRAM, SharedRAM   uint64
+	BufferRAM, TotalSwap, FreeSwap uint64
+	Procs                          uint16
+}
+
+// RenderSysinfo is sysinfo(2) for the container, agreeing with RenderMeminfo: totalram is
+// MemTotal, freeram MemFree, sharedram Shmem, bufferram Buffers (0), the swap fields
+// SwapTotal and SwapFree; uptime is the container's, procs its tasks, and the loads
+// v.Load.
+func RenderSysinfo(v View) Sysinfo {
+	host := parseMeminfo(v.Host.MemInfo)
+	total := v.MemLimit / 1024
+	swapTotal := v.SwapLimit / 1024
+	si := Sysinfo{
+		Uptime:    int64(v.Uptime() / time.Second),
+		TotalRAM:  total * 1024,
+		FreeRAM:   memFreeKB(v, host) * 1024,
+		SharedRAM: min(v.Mem.Shmem/1024, total) * 1024,
+		TotalSwap: swapTotal * 1024,
+		FreeSwap:  (swapTotal - min(v.SwapUsage/1024, swapTotal)) * 1024,
+		Procs:     uint16(min(v.Threads, 65535)),
+	}
+	for i, l := range v.Load {
+		si.Loads[i] = uint64(max(l, 0) * 65536)
+	}
+	return si
 }

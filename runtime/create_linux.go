@@ -290,11 +290,12 @@ func hasUserNSMapping(spec *specs.Spec) bool {
 }
 
 // supervisor is the seccomp-notify supervisor's socket when the container has syscalls for
-// it (the policy's Audit and Allow traps, or the mount family of a container with
-// CAP_SYS_ADMIN) and it answers; "" otherwise. Without it those syscalls are denied: the
+// it (the policy's Audit and Allow traps, the mount family of a container with
+// CAP_SYS_ADMIN, sysinfo under the /proc emulation) and it answers; "" otherwise. Without it those syscalls are denied: the
 // container still starts, and a pod Event says why.
 func (r *runner) supervisor(cfg config.Config, spec *specs.Spec, in harden.Inputs, pod harden.Pod, pol policy.Policy) string {
-	if !harden.NeedsSupervisor(spec, in) {
+	need := harden.NeedsSupervisor(spec, in)
+	if !need && in.ProcDir == "" {
 		return ""
 	}
 	sock := policy.SupervisorSocket(cfg.RunDir)
@@ -302,6 +303,9 @@ func (r *runner) supervisor(cfg config.Config, spec *specs.Spec, in harden.Input
 	if err == nil {
 		_ = conn.Close()
 		return sock
+	}
+	if !need {
+		return "" // only sysinfo would have gone to it: the kernel answers
 	}
 	msg := fmt.Sprintf("eci's seccomp-notify supervisor is not reachable (%v): the syscalls it decides for this container (mounts, and the policy's Audit and Allow traps) fail with EPERM", err)
 	r.log.Warn(fmt.Errorf("container %s: %s", r.inv.ID, msg))

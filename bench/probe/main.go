@@ -2,6 +2,7 @@
 // benchmarks that compare a syscall inside eci and runc containers.
 //
 //	probe getppid 1000000
+//	probe sysinfo 20000   (also prints totalram in KiB on a second line)
 package main
 
 import (
@@ -15,10 +16,15 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 || os.Args[1] != "getppid" {
-		fmt.Fprintln(os.Stderr, "usage: probe getppid N")
+	calls := map[string]func(){
+		"getppid": func() { unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0) },
+		"sysinfo": func() { var si unix.Sysinfo_t; _ = unix.Sysinfo(&si) },
+	}
+	if len(os.Args) != 3 || calls[os.Args[1]] == nil {
+		fmt.Fprintln(os.Stderr, "usage: probe getppid|sysinfo N")
 		os.Exit(2)
 	}
+	call := calls[os.Args[1]]
 	n, err := strconv.Atoi(os.Args[2])
 	if err != nil || n <= 0 {
 		fmt.Fprintln(os.Stderr, "probe: N must be a positive number")
@@ -26,11 +32,19 @@ func main() {
 	}
 	runtime.LockOSThread()
 	for range n / 10 { // warm up
-		unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+		call()
 	}
 	start := time.Now()
 	for range n {
-		unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+		call()
 	}
 	fmt.Printf("%.2f\n", float64(time.Since(start).Nanoseconds())/float64(n))
+	if os.Args[1] == "sysinfo" {
+		var si unix.Sysinfo_t
+		if err := unix.Sysinfo(&si); err != nil {
+			fmt.Fprintln(os.Stderr, "probe: sysinfo:", err)
+			os.Exit(1)
+		}
+		fmt.Println(si.Totalram * uint64(si.Unit) / 1024)
+	}
 }

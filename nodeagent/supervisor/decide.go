@@ -51,6 +51,9 @@ type Decision struct {
 	Verdict Verdict
 	Errno   unix.Errno
 	Mount   *MountOp
+	// SysinfoAt is where a sysinfo(2) the supervisor answers itself (Perform, Mount nil)
+	// writes its struct.
+	SysinfoAt uint64
 	// Audit: report the call (an Audit trap, or what an Audit policy let through).
 	Audit bool
 	// Reason says why, for the log and the pod Event.
@@ -97,6 +100,13 @@ func Decide(traps map[string]string, mode policy.Mode, call Call, mem Memory) De
 	switch call.Name {
 	case "mount", "umount2", "pivot_root":
 		return decideMount(mode, call, mem)
+	case "sysinfo":
+		if action == policy.ActionEmulate {
+			if !call.Native || call.Args[0] == 0 {
+				return Decision{Verdict: Continue} // the kernel's answer (or its EFAULT)
+			}
+			return Decision{Verdict: Perform, SysinfoAt: call.Args[0]}
+		}
 	}
 	switch action {
 	case policy.ActionAudit:

@@ -38,7 +38,7 @@ const (
 )
 
 func TestDecide(t *testing.T) {
-	traps := map[string]string{"mount": "Emulate", "umount2": "Emulate", "pivot_root": "Emulate", "sethostname": "Audit", "setns": "Allow", "sysinfo": "Emulate"}
+	traps := map[string]string{"mount": "Emulate", "umount2": "Emulate", "pivot_root": "Emulate", "chown": "Audit", "setns": "Allow", "sysinfo": "Emulate", "sethostname": "Emulate"}
 	mem := map[uint64]string{aSource: "tmpfs", aTarget: "/mnt", aFSType: "tmpfs", aData: "size=1m", 0x5000: strings.Repeat("a", maxPath)}
 	for _, tc := range []struct {
 		name  string
@@ -48,8 +48,11 @@ func TestDecide(t *testing.T) {
 		reads int
 	}{
 		{"allow continues without reading memory", policy.Enforce, Call{Name: "setns", Native: true}, Decision{Verdict: Continue}, 0},
-		{"audit continues and reports", policy.Enforce, Call{Name: "sethostname", Native: true}, Decision{Verdict: Continue, Audit: true, Reason: "sethostname audited by the policy"}, 0},
-		{"emulate without an emulator is denied", policy.Enforce, Call{Name: "sysinfo", Native: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Reason: "eci does not emulate sysinfo"}, 0},
+		{"audit continues and reports", policy.Enforce, Call{Name: "chown", Native: true}, Decision{Verdict: Continue, Audit: true, Reason: "chown audited by the policy"}, 0},
+		{"emulate without an emulator is denied", policy.Enforce, Call{Name: "sethostname", Native: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Reason: "eci does not emulate sethostname"}, 0},
+		{"sysinfo is answered by the supervisor, unread", policy.Enforce, Call{Name: "sysinfo", Native: true, Args: [6]uint64{0x7000}}, Decision{Verdict: Perform, SysinfoAt: 0x7000}, 0},
+		{"sysinfo from a compat process: the kernel answers", policy.Enforce, Call{Name: "sysinfo", Args: [6]uint64{0x7000}}, Decision{Verdict: Continue}, 0},
+		{"sysinfo(NULL): the kernel's EFAULT", policy.Enforce, Call{Name: "sysinfo", Native: true}, Decision{Verdict: Continue}, 0},
 		{"a syscall the container does not trap is denied", policy.Enforce, Call{Name: "reboot", Native: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Reason: "reboot is not trapped for this container"}, 0},
 		{"compat mount denied", policy.Enforce, Call{Name: "mount", InitialNS: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Audit: true, Reason: "mount from a compat (32-bit) process"}, 0},
 		{"pivot_root in the initial namespace denied", policy.Enforce, Call{Name: "pivot_root", Native: true, InitialNS: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Audit: true, Reason: "pivot_root in the container's own mount namespace would move its root"}, 0},
@@ -74,7 +77,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &fakeMemory{strings: mem}
 			got := Decide(traps, tc.mode, tc.call, m)
-			if got.Verdict != tc.want.Verdict || got.Errno != tc.want.Errno || got.Audit != tc.want.Audit || got.Reason != tc.want.Reason {
+			if got.Verdict != tc.want.Verdict || got.Errno != tc.want.Errno || got.Audit != tc.want.Audit || got.Reason != tc.want.Reason || got.SysinfoAt != tc.want.SysinfoAt {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 			if (got.Mount == nil) != (tc.want.Mount == nil) || (got.Mount != nil && *got.Mount != *tc.want.Mount) {

@@ -14,10 +14,12 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/eci-dev/eci/procemu"
 	"github.com/eci-dev/eci/runtime/policy"
 )
 
@@ -33,6 +35,9 @@ type Server struct {
 	Report  func(Event)
 	Limit   *Limiter
 	Metrics *Metrics
+	// Sysinfo, when set, is what sysinfo(2) answers a container (its /proc emulation's
+	// numbers); without it, or when it fails, the kernel answers.
+	Sysinfo func(container string) (procemu.Sysinfo, error)
 
 	epfd   int
 	procFD int
@@ -308,6 +313,10 @@ func (s *Server) serve(l *listener, n *notif) {
 	case Perform:
 		id, pid, fd := n.ID, int(n.Pid), l.fd
 		go func() {
+			if d.Mount == nil {
+				s.finish(c, call.Name, s.sysinfo(c, fd, id, pid, d.SysinfoAt), start)
+				return
+			}
 			d := s.perform(c, fd, id, pid, *d.Mount)
 			s.finish(c, call.Name, d, start)
 		}()
@@ -495,5 +504,47 @@ func (s *Server) unmount(c *container, cl *caller, op MountOp, f Facts) Decision
 	if err != nil {
 		return Decision{Verdict: Deny, Errno: errnoOf(err), Reason: err.Error()}
 	}
+	return Decision{Verdict: Perform}
+}
+
+// sysinfo answers sysinfo(2) with the container's own numbers, written into the caller's
+// buffer; when they cannot be had, the kernel answers (the host's numbers, as without
+// emulation).
+func (s *Server) sysinfo(c *container, fd int, id uint64, pid int, addr uint64) Decision {
+	cont := func() Decision {
+		_ = answer(fd, id, 0, true, 0)
+		return Decision{Verdict: Continue}
+	}
+	if s.Sysinfo == nil {
+		return cont()
+	}
+	si, err := s.Sysinfo(c.meta.Container)
+	if err != nil {
+		s.Log.Debug("sysinfo: the kernel answers", "container", c.meta.Container, "err", err)
+		return cont()
+	}
+	info := unix.Sysinfo_t{
+		Uptime: si.Uptime, Loads: si.Loads,
+		Totalram: si.TotalRAM, Freeram: si.FreeRAM, Sharedram: si.SharedRAM, Bufferram: si.BufferRAM,
+		Totalswap: si.TotalSwap, Freeswap: si.FreeSwap, Procs: si.Procs, Unit: 1,
+	}
+	mem, err := os.OpenFile(filepath.Join(s.HostProc, strconv.Itoa(pid), "mem"), os.O_WRONLY, 0)
+	if err != nil {
+		return cont()
+	}
+	defer mem.Close()
+	if !idValid(fd, id) {
+		return Decision{Verdict: Continue} // the caller is gone
+	}
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&info)), unsafe.Sizeof(info))
+	if addr >= 1<<63 {
+		_ = answer(fd, id, unix.EFAULT, false, 0)
+		return Decision{Verdict: Deny, Errno: unix.EFAULT}
+	}
+	if _, err := mem.WriteAt(buf, int64(addr)); err != nil {
+		_ = answer(fd, id, unix.EFAULT, false, 0)
+		return Decision{Verdict: Deny, Errno: unix.EFAULT}
+	}
+	_ = answer(fd, id, 0, false, 0)
 	return Decision{Verdict: Perform}
 }

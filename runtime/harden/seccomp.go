@@ -21,8 +21,10 @@ import (
 //   - when the container holds CAP_SYS_ADMIN, mount, umount2 and pivot_root always go to
 //     the supervisor, which keeps the container's initial mounts as they are, and the
 //     fd-based mount API fails with ENOSYS (callers fall back to mount(2));
+//   - with the /proc emulation on (in.ProcDir), sysinfo goes to the supervisor, which
+//     answers with the emulation's numbers;
 //   - with no supervisor (in.Supervisor ""), every name that would go to it fails with
-//     EPERM instead: never allowed.
+//     EPERM instead: never allowed (sysinfo is then left to the kernel).
 //
 // The filter only gets stricter: a name the profile denies stays denied, and a name the
 // profile allows only under argument conditions is not handed to the supervisor (a
@@ -68,6 +70,16 @@ func TrapSyscalls(spec *specs.Spec, in Inputs) error {
 			default:
 				notify[name] = policy.ActionEmulate
 			}
+		}
+	}
+	// sysinfo(2) answers with the /proc emulation's numbers when both the emulation and the
+	// supervisor are there; otherwise the kernel answers (the host's numbers), as for the
+	// emulated files.
+	if in.ProcDir != "" && in.Supervisor != "" && (sc == nil || sc.ListenerPath == "") {
+		_, denied := deny["sysinfo"]
+		_, listed := notify["sysinfo"]
+		if !denied && !listed && verdict("sysinfo") == allowed {
+			notify["sysinfo"] = policy.ActionEmulate
 		}
 	}
 	if len(notify) > 0 && (in.Supervisor == "" || (sc != nil && sc.ListenerPath != "")) {
@@ -198,7 +210,8 @@ func nativeArchs() []specs.Arch {
 }
 
 // NeedsSupervisor reports whether TrapSyscalls would hand any syscall of this container to
-// the supervisor, were it reachable.
+// the supervisor, were it reachable, that it denies when it is not (sysinfo emulation does
+// not count: without a supervisor the kernel answers it).
 func NeedsSupervisor(spec *specs.Spec, in Inputs) bool {
 	probe := *spec
 	linux := *spec.Linux
@@ -209,6 +222,7 @@ func NeedsSupervisor(spec *specs.Spec, in Inputs) bool {
 	}
 	probe.Linux = &linux
 	in.Supervisor = "probe"
+	in.ProcDir = ""
 	if err := TrapSyscalls(&probe, in); err != nil || probe.Linux.Seccomp == nil {
 		return false
 	}

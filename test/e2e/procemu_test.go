@@ -27,23 +27,27 @@ func limits(mem, cpu string) func(*corev1.Pod) {
 	}
 }
 
-const procScript = "grep MemTotal /proc/meminfo; cat /sys/devices/system/cpu/online; cut -d' ' -f1 /proc/uptime"
+const procScript = "grep MemTotal /proc/meminfo; cat /sys/devices/system/cpu/online; cut -d' ' -f1 /proc/uptime; free | grep Mem: | tr -s ' ' | cut -d' ' -f2"
 
 // checkEmulated reads the pod's /proc and /sys through exec and checks it sees its limits.
 func checkEmulated(ctx context.Context, t *testing.T, cfg *envconf.Config, name, when string) {
 	t.Helper()
 	out := execIn(ctx, t, cfg, name, "sh", "-c", procScript)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "MemTotal: 262144 kB" || lines[1] != "0" {
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "MemTotal: 262144 kB" || lines[1] != "0" {
 		t.Fatalf("%s: pod %s read %q; want MemTotal 262144 kB and online CPUs 0", when, name, out)
+	}
+	// busybox free asks sysinfo(2), which eci's supervisor answers with the same numbers.
+	if lines[3] != "262144" {
+		t.Errorf("%s: free in pod %s says total %q KiB, want 262144 as /proc/meminfo", when, name, lines[3])
 	}
 	if up, err := strconv.ParseFloat(lines[2], 64); err != nil || up > 600 {
 		t.Errorf("%s: the pod's uptime %q is not its own", when, lines[2])
 	}
 }
 
-// A pod limited to 256Mi and 500m CPU sees MemTotal 262144 kB, one online CPU and its own
-// uptime (a runc pod with the same limits sees the host's), and keeps reading them across
+// A pod limited to 256Mi and 500m CPU sees MemTotal 262144 kB (in /proc/meminfo and from
+// free, through sysinfo(2)), one online CPU and its own uptime (a runc pod with the same limits sees the host's), and keeps reading them across
 // a restart and a kill -9 of eci-node.
 func TestProcEmulation(t *testing.T) {
 	requireE2E(t)

@@ -194,3 +194,40 @@ func TestSupervisorIdleAfterExit(t *testing.T) {
 	}
 	t.Logf("supervisor CPU over 10 s idle: %d ticks", used)
 }
+
+// freeTotal is the "total" of busybox free's Mem: line, in KiB.
+func freeTotal(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Mem:" {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// sysinfo(2) answers an emulated container with its own limit, so busybox free agrees with
+// its /proc/meminfo; the same container under plain runc gets the host's.
+func TestSysinfoAgreesWithMeminfo(t *testing.T) {
+	e := newEnv(t)
+	pe := startProcfs(t, e)
+	startSupervisor(t, e)
+	limit := int64(256 << 20)
+	for name, rt := range map[string]testbundle.Runtime{"eci": e.eci, "runc": e.runc} {
+		id := e.id("free-" + name)
+		spec := testbundle.Spec("sh", "-c", "free; grep MemTotal /proc/meminfo")
+		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+		spec.Linux.CgroupsPath = "/" + id
+		pe.register(id)
+		out, err := e.outputOf(rt, id, e.bundle(id, spec))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Logf("%s:\n%s", name, out)
+		switch total := freeTotal(out); {
+		case name == "eci" && total != "262144":
+			t.Errorf("free in the eci container: total %q KiB, want 262144 (its limit, as /proc/meminfo says)", total)
+		case name == "runc" && (total == "262144" || total == ""):
+			t.Errorf("free under plain runc: total %q: the test has no teeth", total)
+		}
+	}
+}
