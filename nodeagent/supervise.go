@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 	"github.com/eci-dev/eci/nodeagent/procfsd"
 	"github.com/eci-dev/eci/nodeagent/supervisor"
 	"github.com/eci-dev/eci/procemu"
+	"github.com/eci-dev/eci/procemu/procfs"
 	"github.com/eci-dev/eci/runtime/config"
 	"github.com/eci-dev/eci/runtime/policy"
 )
@@ -77,7 +79,7 @@ func runSupervisor(ctx context.Context, args []string, stderr io.Writer) error {
 	// renderer), so busybox free agrees with /proc/meminfo.
 	if cg, err := os.ReadFile("/proc/1/cgroup"); err == nil {
 		resolver := procfsd.RecordResolver{HostRoot: *hostRoot, RunDir: rc.RunDir, Controllers: procfsd.Controllers(cg)}
-		srv.Sysinfo = func(id string) (procemu.Sysinfo, error) {
+		srv.Sysinfo = (&sysinfoCache{TTL: procfs.DefaultTTL, Load: func(id string) (procemu.Sysinfo, error) {
 			paths, err := resolver.Cgroups(id)
 			if err != nil {
 				return procemu.Sysinfo{}, err
@@ -87,7 +89,7 @@ func runSupervisor(ctx context.Context, args []string, stderr io.Writer) error {
 				return procemu.Sysinfo{}, err
 			}
 			return procemu.RenderSysinfo(v), nil
-		}
+		}}).Get
 	}
 	pidFile := filepath.Join(runDir, supervisorPIDFile)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
@@ -168,4 +170,46 @@ func (g supervisorGatherer) Gather() ([]*dto.MetricFamily, error) {
 	name, help, typ := "eci_supervisor_up", "1 when eci-node could read the seccomp-notify supervisor's metrics.", dto.MetricType_GAUGE
 	fams = append(fams, &dto.MetricFamily{Name: &name, Help: &help, Type: &typ, Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: &up}}}})
 	return fams, nil
+}
+
+// sysinfoCache keeps each container's sysinfo for TTL, as the /proc emulation keeps its
+// snapshot: gathering it reads the container's cgroup and tasks (about a millisecond here),
+// while a cached answer costs only the trap.
+type sysinfoCache struct {
+	TTL  time.Duration
+	Load func(container string) (procemu.Sysinfo, error)
+
+	mu      sync.Mutex
+	entries map[string]sysinfoEntry
+}
+
+type sysinfoEntry struct {
+	at time.Time
+	si procemu.Sysinfo
+}
+
+func (c *sysinfoCache) Get(container string) (procemu.Sysinfo, error) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.entries[container]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < c.TTL {
+		return e.si, nil
+	}
+	si, err := c.Load(container)
+	if err != nil {
+		return si, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]sysinfoEntry{}
+	}
+	for k, old := range c.entries {
+		if now.Sub(old.at) >= 10*c.TTL {
+			delete(c.entries, k) // containers that stopped asking (or exited)
+		}
+	}
+	c.entries[container] = sysinfoEntry{at: now, si: si}
+	return si, nil
 }
