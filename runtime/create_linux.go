@@ -88,6 +88,9 @@ func (r *runner) create(ctx context.Context) error {
 		}
 		return runErr
 	}
+	if runErr == nil && r.inv.Verb == "create" && r.created != nil {
+		r.created()
+	}
 	if runErr == nil && r.started != nil {
 		r.started()
 	}
@@ -207,6 +210,15 @@ func (r *runner) harden(rollback *undo) error {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
 	in.Supervisor = r.supervisor(cfg, spec, in, pod, pol)
+	if in.ProcDir != "" {
+		procDir := in.ProcDir
+		r.created = func() {
+			if err := bindKnobs(r.runcRoot(), id, procDir); err != nil {
+				// The container keeps the kernel's read-only /proc/sys: no less isolated.
+				r.log.Warn(fmt.Errorf("container %s: per-pod /proc/sys knobs not bound: %w", id, err))
+			}
+		}
+	}
 	if err := harden.Apply(spec, in, harden.Default()); err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}

@@ -125,6 +125,9 @@ type runner struct {
 	// started is spooled once runc has created a pod's sandbox: the pod's status then says
 	// which policy and generation it started under.
 	started func()
+	// created runs once runc has created the container, before it is started (the
+	// per-pod /proc/sys knobs are bound then).
+	created func()
 }
 
 // fail logs err where containerd reads runc's errors and returns exit status 1.

@@ -46,15 +46,9 @@ type RecordResolver struct {
 
 // Cgroups implements procfs.Resolver.
 func (r RecordResolver) Cgroups(id string) (map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(r.HostRoot, r.RunDir, "containers", id+".json"))
+	rec, err := r.record(id)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: no eci record: %w", id, err)
-	}
-	var rec struct {
-		CgroupsPath string `json:"cgroupsPath"`
-	}
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("container %s: record: %w", id, err)
+		return nil, err
 	}
 	p, err := ExpandCgroupsPath(rec.CgroupsPath, id)
 	if err != nil {
@@ -65,6 +59,43 @@ func (r RecordResolver) Cgroups(id string) (map[string]string, error) {
 		out[c] = p
 	}
 	return out, nil
+}
+
+// containerRecord is what the resolver reads of eci-runtime's record of a container.
+type containerRecord struct {
+	CgroupsPath string `json:"cgroupsPath"`
+	Range       struct {
+		Start uint32 `json:"Start"`
+	} `json:"range"`
+	Pod struct {
+		SandboxID string `json:"sandboxID"`
+	} `json:"pod"`
+}
+
+func (r RecordResolver) record(id string) (containerRecord, error) {
+	var rec containerRecord
+	data, err := os.ReadFile(filepath.Join(r.HostRoot, r.RunDir, "containers", id+".json"))
+	if err != nil {
+		return rec, fmt.Errorf("container %s: no eci record: %w", id, err)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("container %s: record: %w", id, err)
+	}
+	return rec, nil
+}
+
+// Owner is the container's pod (its sandbox's id: the pod's containers share their
+// /proc/sys knobs) and the host uid its root runs as (the start of its id range).
+func (r RecordResolver) Owner(id string) (string, uint32, error) {
+	rec, err := r.record(id)
+	if err != nil {
+		return "", 0, err
+	}
+	pod := rec.Pod.SandboxID
+	if pod == "" {
+		pod = id
+	}
+	return pod, rec.Range.Start, nil
 }
 
 // ExpandCgroupsPath turns an OCI linux.cgroupsPath into the cgroup path below each

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -194,44 +193,6 @@ func readMountinfo(hostProc string, pid int) (map[int]Mount, error) {
 	}
 	defer f.Close()
 	return ParseMountinfo(bufio.NewReader(f))
-}
-
-// fdPath names an fd of this process relative to the host's /proc, the working directory
-// of the thread that performs a mount.
-func fdPath(fd int) string { return "self/fd/" + strconv.Itoa(fd) }
-
-// inMountNS runs fn on a thread of its own that has joined the mount namespace nsFD, has
-// the caller's root (rootFD) as its root and cwdFD (the host's /proc, or the directory of a
-// mount to unmount) as its working directory. The thread is never handed back to the Go
-// scheduler: it exits when fn returns.
-func inMountNS(nsFD, rootFD, cwdFD int, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread leaves with this goroutine.
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			done <- fmt.Errorf("unshare(CLONE_FS): %w", err)
-			return
-		}
-		if err := unix.Setns(nsFD, unix.CLONE_NEWNS); err != nil {
-			done <- fmt.Errorf("joining the container's mount namespace: %w", err)
-			return
-		}
-		if err := unix.Fchdir(rootFD); err != nil {
-			done <- err
-			return
-		}
-		if err := unix.Chroot("."); err != nil {
-			done <- fmt.Errorf("chroot to the caller's root: %w", err)
-			return
-		}
-		if err := unix.Fchdir(cwdFD); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // idMap is a /proc/<pid>/uid_map or gid_map.

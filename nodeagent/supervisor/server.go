@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/eci-dev/eci/internal/mountns"
 	"github.com/eci-dev/eci/procemu"
 	"github.com/eci-dev/eci/runtime/policy"
 )
@@ -442,16 +443,16 @@ func (s *Server) vetAndDo(c *container, fd int, id uint64, pid int, op MountOp) 
 			return fail(unix.EINVAL, err.Error())
 		}
 	}
-	err = inMountNS(cl.mnt, cl.root, s.procFD, func() error {
+	err = mountns.Do(cl.mnt, cl.root, s.procFD, func() error {
 		switch kindOf(op.Flags) {
 		case kindRemount:
-			return unix.Mount("", fdPath(tfd), "", uintptr(op.Flags|lockedFor(c.initial, f.Target)&^unix.MS_RDONLY), data)
+			return unix.Mount("", mountns.FDPath(tfd), "", uintptr(op.Flags|lockedFor(c.initial, f.Target)&^unix.MS_RDONLY), data)
 		case kindBind:
 			if op.Flags&unix.MS_REC != 0 {
 				// Where the source is, as the caller names it (the thread's root is the
 				// caller's): a recursive bind must not copy a proc or sysfs mount,
 				// whose copy could then be unmounted to show what eci masks.
-				src, err := os.Readlink(fdPath(sfd))
+				src, err := os.Readlink(mountns.FDPath(sfd))
 				if err != nil {
 					return err
 				}
@@ -461,17 +462,17 @@ func (s *Server) vetAndDo(c *container, fd int, id uint64, pid int, op MountOp) 
 					}
 				}
 			}
-			return unix.Mount(fdPath(sfd), fdPath(tfd), "", uintptr(op.Flags&(unix.MS_BIND|unix.MS_REC)), "")
+			return unix.Mount(mountns.FDPath(sfd), mountns.FDPath(tfd), "", uintptr(op.Flags&(unix.MS_BIND|unix.MS_REC)), "")
 		case kindPropagation:
-			return unix.Mount("", fdPath(tfd), "", uintptr(op.Flags&(propagationFlags|unix.MS_REC)), "")
+			return unix.Mount("", mountns.FDPath(tfd), "", uintptr(op.Flags&(propagationFlags|unix.MS_REC)), "")
 		case kindMove:
-			return unix.Mount(fdPath(sfd), fdPath(tfd), "", unix.MS_MOVE, "")
+			return unix.Mount(mountns.FDPath(sfd), mountns.FDPath(tfd), "", unix.MS_MOVE, "")
 		}
 		src := op.Source
 		if src == "" {
 			src = op.FSType
 		}
-		return unix.Mount(src, fdPath(tfd), op.FSType, uintptr(op.Flags|unix.MS_NODEV), data)
+		return unix.Mount(src, mountns.FDPath(tfd), op.FSType, uintptr(op.Flags|unix.MS_NODEV), data)
 	})
 	var r *refusal
 	if errors.As(err, &r) {
@@ -526,7 +527,7 @@ func (s *Server) unmount(c *container, cl *caller, op MountOp, f Facts) Decision
 		d.path = where
 		return d
 	}
-	err = inMountNS(cl.mnt, cl.root, dfd, func() error {
+	err = mountns.Do(cl.mnt, cl.root, dfd, func() error {
 		return unix.Unmount(base, op.UmountFlags|unix.UMOUNT_NOFOLLOW)
 	})
 	if err != nil {

@@ -21,7 +21,10 @@ package procfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,8 +43,18 @@ type Resolver interface {
 	Cgroups(id string) (map[string]string, error)
 }
 
+// Owners is what a Resolver may also tell, for the writable /proc/sys knobs: the pod a
+// container is in (its knobs are the pod's) and the host uid of its root (the only user,
+// with the host's root, that may write them). Without it the knobs are read-only.
+type Owners interface {
+	Owner(id string) (pod string, rootUID uint32, err error)
+}
+
 // Names maps the file names in a container's directory to the files they emulate.
 var Names = map[string]string{}
+
+// knobNames maps the knob file names to the /proc/sys files they emulate.
+var knobNames = map[string]string{}
 
 var renderers = map[string]func(procemu.View) ([]byte, error){}
 
@@ -50,6 +63,9 @@ func init() {
 		name := procemu.FileName(f.Path)
 		Names[name] = f.Path
 		renderers[name] = f.Render
+	}
+	for _, k := range procemu.Knobs() {
+		knobNames[procemu.KnobFileName(k)] = k
 	}
 }
 
@@ -71,6 +87,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	snapshots map[string]snapshot
+	// knobs are the values pods wrote, by pod and /proc/sys path.
+	knobs map[string]map[string][]byte
 }
 
 type snapshot struct {
@@ -189,6 +207,10 @@ var (
 )
 
 func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if path, ok := knobNames[name]; ok {
+		out.Mode = syscall.S_IFREG | 0o644
+		return c.NewInode(ctx, &knobNode{s: c.s, id: c.id, path: path}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+	}
 	if _, ok := renderers[name]; !ok {
 		return nil, syscall.ENOENT
 	}
@@ -197,8 +219,11 @@ func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 }
 
 func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
-	entries := make([]fuse.DirEntry, 0, len(renderers))
-	for name := range renderers {
+	entries := make([]fuse.DirEntry, 0, len(Names)+len(knobNames))
+	for name := range Names {
+		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
+	}
+	for name := range knobNames {
 		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
 	}
 	return fs.NewListDirStream(entries), 0
@@ -246,6 +271,11 @@ func (f *fileNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32,
 }
 
 func (f *fileNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readHandle(fh, dest, off)
+}
+
+// readHandle serves a read from its open's rendering.
+func readHandle(fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h, ok := fh.(*handle)
 	if !ok {
 		return nil, syscall.EBADF
@@ -255,4 +285,137 @@ func (f *fileNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off in
 	}
 	end := min(off+int64(len(dest)), int64(len(h.data)))
 	return fuse.ReadResultData(h.data[off:end]), 0
+}
+
+// Knob returns what a container reads in a /proc/sys knob: its pod's value if the pod
+// wrote one, else the host's.
+func (s *Server) Knob(id, path string) ([]byte, error) {
+	pod := id
+	if o, ok := s.Resolver.(Owners); ok {
+		p, _, err := o.Owner(id)
+		if err != nil {
+			return nil, err
+		}
+		pod = p
+	}
+	s.mu.Lock()
+	v, ok := s.knobs[pod][path]
+	s.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	root := s.Root
+	if root == "" {
+		root = "/"
+	}
+	return os.ReadFile(filepath.Join(root, path))
+}
+
+// SetKnob keeps a value a container's root wrote to a knob, for its whole pod. uid is the
+// writer's host uid.
+func (s *Server) SetKnob(id, path string, uid uint32, data []byte) error {
+	o, ok := s.Resolver.(Owners)
+	if !ok {
+		return syscall.EACCES
+	}
+	pod, rootUID, err := o.Owner(id)
+	if err != nil {
+		return err
+	}
+	if uid != 0 && uid != rootUID {
+		return syscall.EACCES // as the kernel: only root writes /proc/sys
+	}
+	v, err := procemu.ParseKnob(path, data)
+	if err != nil {
+		return syscall.EINVAL
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.knobs == nil {
+		s.knobs = map[string]map[string][]byte{}
+	}
+	if s.knobs[pod] == nil {
+		s.knobs[pod] = map[string][]byte{}
+	}
+	s.knobs[pod][path] = v
+	return nil
+}
+
+// knobNode is a writable /proc/sys knob: reads like the other files (one value per
+// open); a write is checked and kept for the pod, never passed to the host.
+type knobNode struct {
+	fs.Inode
+	s        *Server
+	id, path string
+}
+
+var (
+	_ fs.NodeOpener    = (*knobNode)(nil)
+	_ fs.NodeReader    = (*knobNode)(nil)
+	_ fs.NodeWriter    = (*knobNode)(nil)
+	_ fs.NodeGetattrer = (*knobNode)(nil)
+	_ fs.NodeSetattrer = (*knobNode)(nil)
+)
+
+func (k *knobNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o644
+	if h, ok := fh.(*handle); ok {
+		out.Size = uint64(len(h.data))
+	}
+	return 0
+}
+
+// Setattr takes the truncation an open for writing asks for (the value is replaced by
+// the write anyway).
+func (k *knobNode) Setattr(ctx context.Context, fh fs.FileHandle, _ *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return k.Getattr(ctx, fh, out)
+}
+
+func (k *knobNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
+		caller, ok := fuse.FromContext(ctx)
+		if !ok {
+			return nil, 0, syscall.EACCES
+		}
+		o, ok := k.s.Resolver.(Owners)
+		if !ok {
+			return nil, 0, syscall.EACCES
+		}
+		if _, rootUID, err := o.Owner(k.id); err != nil || (caller.Uid != 0 && caller.Uid != rootUID) {
+			return nil, 0, syscall.EACCES
+		}
+		return &handle{}, fuse.FOPEN_DIRECT_IO, 0
+	}
+	data, err := k.s.Knob(k.id, k.path)
+	if err != nil {
+		return nil, 0, syscall.EIO
+	}
+	if len(data) > 0 {
+		_ = k.WriteCache(0, data)
+	}
+	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
+}
+
+func (k *knobNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return readHandle(fh, dest, off)
+}
+
+// Write keeps the value: the whole of it arrives in one write at offset 0, as sysctl and
+// echo write it.
+func (k *knobNode) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if off != 0 {
+		return 0, syscall.EINVAL
+	}
+	caller, ok := fuse.FromContext(ctx)
+	if !ok {
+		return 0, syscall.EACCES
+	}
+	if err := k.s.SetKnob(k.id, k.path, caller.Uid, data); err != nil {
+		var e syscall.Errno
+		if errors.As(err, &e) {
+			return 0, e
+		}
+		return 0, syscall.EIO
+	}
+	return uint32(len(data)), 0
 }

@@ -118,3 +118,35 @@ func processesNamed(name, arg string) []int {
 	}
 	return out
 }
+
+// sysctl -w of a host-wide knob (kernel.panic) inside an eci pod reads back in that pod;
+// another pod and the node keep their value.
+func TestProcSysKnobs(t *testing.T) {
+	requireE2E(t)
+	f := features.New("per-pod /proc/sys").
+		Assess("a pod's sysctl stays in the pod", func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
+			cs := clientset(t, cfg)
+			createPod(ctx, t, cs, pod("knob-a", "eci", "sleep 3600", limits("128Mi", "200m")))
+			createPod(ctx, t, cs, pod("knob-b", "eci", "sleep 3600", limits("128Mi", "200m")))
+			waitPod(ctx, t, cs, "knob-a", 2*time.Minute, "Running", running)
+			waitPod(ctx, t, cs, "knob-b", 2*time.Minute, "Running", running)
+			before := strings.TrimSpace(execIn(ctx, t, cfg, "knob-b", "cat", "/proc/sys/kernel/panic"))
+			want := "7"
+			if before == want {
+				want = "8"
+			}
+			if got := strings.TrimSpace(execIn(ctx, t, cfg, "knob-a", "sh", "-c", "sysctl -w kernel.panic="+want+" >/dev/null && cat /proc/sys/kernel/panic")); got != want {
+				t.Errorf("knob-a reads back %q after sysctl -w kernel.panic=%s", got, want)
+			}
+			if got := strings.TrimSpace(execIn(ctx, t, cfg, "knob-b", "cat", "/proc/sys/kernel/panic")); got != before {
+				t.Errorf("knob-b reads %q, want its own %q", got, before)
+			}
+			if os.Getenv("ECI_E2E_CONTAINERD_PIDFILE") != "" {
+				if host, err := os.ReadFile("/proc/sys/kernel/panic"); err != nil || strings.TrimSpace(string(host)) != before {
+					t.Errorf("the node's kernel.panic is %q (%v), want %q unchanged", host, err, before)
+				}
+			}
+			return ctx
+		}).Feature()
+	testenv.Test(t, f)
+}

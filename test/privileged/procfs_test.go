@@ -50,6 +50,12 @@ func (m mapResolver) Cgroups(id string) (map[string]string, error) {
 	return out, nil
 }
 
+// Owner is the container's pod and root uid, from eci-runtime's record in the env's run
+// dir (beside the map file), as eci-node's holder reads it.
+func (m mapResolver) Owner(id string) (string, uint32, error) {
+	return procfsd.RecordResolver{HostRoot: "/", RunDir: filepath.Join(filepath.Dir(m.file), "run")}.Owner(id)
+}
+
 // serveProcfs mounts the FUSE server at dir and serves until SIGTERM.
 func serveProcfs(dir, mapFile string) int {
 	srv, err := (&procfs.Server{Resolver: mapResolver{mapFile}, Root: "/"}).Mount(dir)
@@ -330,5 +336,47 @@ func TestFUSEGrowingFileIsReadWhole(t *testing.T) {
 	data, _ := os.ReadFile(out)
 	if string(data) != "0\n0-1\n2\n" {
 		t.Fatalf("the container read %q, want \"0\\n0-1\\n2\\n\" (after the quota went to 2 CPUs)", data)
+	}
+}
+
+// A write to a host-wide /proc/sys knob (kernel.panic) inside an emulated container is
+// kept for its pod and read back there; another container and the host keep their value.
+func TestProcSysKnobsPerPod(t *testing.T) {
+	e := newEnv(t)
+	pe := startProcfs(t, e)
+	const knob = "/proc/sys/kernel/panic"
+	hostBefore, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "7"
+	if strings.TrimSpace(string(hostBefore)) == want {
+		want = "8"
+	}
+	run := func(name, script string, uid uint32) string {
+		t.Helper()
+		id := e.id(name)
+		spec := testbundle.Spec("sh", "-c", script)
+		spec.Process.User.UID = uid
+		spec.Linux.CgroupsPath = "/" + id
+		pe.register(id)
+		out, err := e.outputOf(e.eci, id, e.bundle(id, spec))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return strings.TrimSpace(out)
+	}
+	if out := run("writer", "sysctl -w kernel.panic="+want+" >/dev/null && cat "+knob, 0); out != want {
+		t.Errorf("the writer reads back %q, want %q", out, want)
+	}
+	if out := run("other", "cat "+knob, 0); out != strings.TrimSpace(string(hostBefore)) {
+		t.Errorf("another pod reads %q, want the host's %q", out, hostBefore)
+	}
+	if now, _ := os.ReadFile(knob); string(now) != string(hostBefore) {
+		t.Errorf("the host's kernel.panic changed from %q to %q", hostBefore, now)
+	}
+	// A non-root user of the container may not write it, as with the kernel's.
+	if out := run("nonroot", "(echo 9 > "+knob+") 2>/dev/null || echo refused", 1000); out != "refused" {
+		t.Errorf("a non-root user wrote the knob: %q", out)
 	}
 }
