@@ -140,6 +140,9 @@ type Sysinfo struct {
 	TotalRAM, FreeRAM, SharedRAM   uint64
 	BufferRAM, TotalSwap, FreeSwap uint64
 	Procs                          uint16
+	// CPUs is how many CPUs the container has (View.CPUs): sched_getaffinity answers with
+	// that many, so nproc agrees with /sys/devices/system/cpu/online.
+	CPUs int
 }
 
 // RenderSysinfo is sysinfo(2) for the container, agreeing with RenderMeminfo: totalram is
@@ -158,6 +161,7 @@ func RenderSysinfo(v View) Sysinfo {
 		TotalSwap: swapTotal * 1024,
 		FreeSwap:  (swapTotal - min(v.SwapUsage/1024, swapTotal)) * 1024,
 		Procs:     uint16(min(v.Threads, 65535)),
+		CPUs:      v.CPUs(),
 	}
 	for i, l := range v.Load {
 		si.Loads[i] = uint64(max(l, 0) * 65536)

@@ -1,8 +1,9 @@
 //go:build cgo
 
 // Command gensyscalls writes nodeagent/supervisor/syscalls_gen.go: the number of every
-// syscall an IsolationPolicy may trap (api/v1alpha1.KnownSyscalls), on every architecture
-// eci's seccomp filters cover, as libseccomp resolves them. The supervisor names a
+// syscall an IsolationPolicy may trap (api/v1alpha1.KnownSyscalls) and of those eci traps
+// for its own emulation (emulated), on every architecture eci's seccomp filters cover, as
+// libseccomp resolves them. The supervisor names a
 // notification by (arch, nr) from this table, so eci-node itself stays a static binary
 // without cgo. hack/generate.sh runs it; make verify-generate fails on a diff.
 //
@@ -37,6 +38,10 @@ var arches = []struct {
 	{"arm", seccomp.ArchARM, "auditArchARM"},
 }
 
+// emulated are syscalls eci traps on its own, for the /proc emulation (sysinfo is also a
+// policy name).
+var emulated = []string{"sched_getaffinity"}
+
 func main() {
 	out := flag.String("o", "nodeagent/supervisor/syscalls_gen.go", "output `file`")
 	flag.Parse()
@@ -51,7 +56,7 @@ func main() {
 			byToken[a.token] = m
 			tokens = append(tokens, a.token)
 		}
-		for _, name := range v1alpha1.KnownSyscallNames() {
+		for _, name := range append(v1alpha1.KnownSyscallNames(), emulated...) {
 			nr, err := seccomp.GetSyscallFromNameByArch(name, a.arch)
 			if err != nil || nr < 0 {
 				continue // not a syscall on this architecture

@@ -51,9 +51,11 @@ type Decision struct {
 	Verdict Verdict
 	Errno   unix.Errno
 	Mount   *MountOp
-	// SysinfoAt is where a sysinfo(2) the supervisor answers itself (Perform, Mount nil)
-	// writes its struct.
-	SysinfoAt uint64
+	// Emulate names a call the supervisor answers itself with the /proc emulation's
+	// numbers (Perform, Mount nil): "sysinfo" writes its struct at At, and
+	// "sched_getaffinity" a CPU mask of at most Len bytes.
+	Emulate string
+	At, Len uint64
 	// Audit: report the call (an Audit trap, or what an Audit policy let through).
 	Audit bool
 	// Reason says why, for the log and the pod Event.
@@ -105,7 +107,16 @@ func Decide(traps map[string]string, mode policy.Mode, call Call, mem Memory) De
 			if !call.Native || call.Args[0] == 0 {
 				return Decision{Verdict: Continue} // the kernel's answer (or its EFAULT)
 			}
-			return Decision{Verdict: Perform, SysinfoAt: call.Args[0]}
+			return Decision{Verdict: Perform, Emulate: "sysinfo", At: call.Args[0]}
+		}
+	case "sched_getaffinity":
+		if action == policy.ActionEmulate {
+			// Only a task asking about itself (pid 0) gets the container's CPU count;
+			// another pid would need translating from the caller's pid namespace.
+			if !call.Native || call.Args[0] != 0 || call.Args[2] == 0 {
+				return Decision{Verdict: Continue}
+			}
+			return Decision{Verdict: Perform, Emulate: "sched_getaffinity", At: call.Args[2], Len: call.Args[1]}
 		}
 	}
 	switch action {

@@ -38,7 +38,7 @@ const (
 )
 
 func TestDecide(t *testing.T) {
-	traps := map[string]string{"mount": "Emulate", "umount2": "Emulate", "pivot_root": "Emulate", "chown": "Audit", "setns": "Allow", "sysinfo": "Emulate", "sethostname": "Emulate"}
+	traps := map[string]string{"mount": "Emulate", "umount2": "Emulate", "pivot_root": "Emulate", "chown": "Audit", "setns": "Allow", "sysinfo": "Emulate", "sethostname": "Emulate", "sched_getaffinity": "Emulate"}
 	mem := map[uint64]string{aSource: "tmpfs", aTarget: "/mnt", aFSType: "tmpfs", aData: "size=1m", 0x5000: strings.Repeat("a", maxPath)}
 	for _, tc := range []struct {
 		name  string
@@ -50,9 +50,11 @@ func TestDecide(t *testing.T) {
 		{"allow continues without reading memory", policy.Enforce, Call{Name: "setns", Native: true}, Decision{Verdict: Continue}, 0},
 		{"audit continues and reports", policy.Enforce, Call{Name: "chown", Native: true}, Decision{Verdict: Continue, Audit: true, Reason: "chown audited by the policy"}, 0},
 		{"emulate without an emulator is denied", policy.Enforce, Call{Name: "sethostname", Native: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Reason: "eci does not emulate sethostname"}, 0},
-		{"sysinfo is answered by the supervisor, unread", policy.Enforce, Call{Name: "sysinfo", Native: true, Args: [6]uint64{0x7000}}, Decision{Verdict: Perform, SysinfoAt: 0x7000}, 0},
+		{"sysinfo is answered by the supervisor, unread", policy.Enforce, Call{Name: "sysinfo", Native: true, Args: [6]uint64{0x7000}}, Decision{Verdict: Perform, Emulate: "sysinfo", At: 0x7000}, 0},
 		{"sysinfo from a compat process: the kernel answers", policy.Enforce, Call{Name: "sysinfo", Args: [6]uint64{0x7000}}, Decision{Verdict: Continue}, 0},
 		{"sysinfo(NULL): the kernel's EFAULT", policy.Enforce, Call{Name: "sysinfo", Native: true}, Decision{Verdict: Continue}, 0},
+		{"sched_getaffinity of the caller is answered", policy.Enforce, Call{Name: "sched_getaffinity", Native: true, Args: [6]uint64{0, 128, 0x8000}}, Decision{Verdict: Perform, Emulate: "sched_getaffinity", At: 0x8000, Len: 128}, 0},
+		{"sched_getaffinity of another pid: the kernel answers", policy.Enforce, Call{Name: "sched_getaffinity", Native: true, Args: [6]uint64{42, 128, 0x8000}}, Decision{Verdict: Continue}, 0},
 		{"a syscall the container does not trap is denied", policy.Enforce, Call{Name: "reboot", Native: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Reason: "reboot is not trapped for this container"}, 0},
 		{"compat mount denied", policy.Enforce, Call{Name: "mount", InitialNS: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Audit: true, Reason: "mount from a compat (32-bit) process"}, 0},
 		{"pivot_root in the initial namespace denied", policy.Enforce, Call{Name: "pivot_root", Native: true, InitialNS: true}, Decision{Verdict: Deny, Errno: unix.EPERM, Audit: true, Reason: "pivot_root in the container's own mount namespace would move its root"}, 0},
@@ -77,7 +79,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &fakeMemory{strings: mem}
 			got := Decide(traps, tc.mode, tc.call, m)
-			if got.Verdict != tc.want.Verdict || got.Errno != tc.want.Errno || got.Audit != tc.want.Audit || got.Reason != tc.want.Reason || got.SysinfoAt != tc.want.SysinfoAt {
+			if got.Verdict != tc.want.Verdict || got.Errno != tc.want.Errno || got.Audit != tc.want.Audit || got.Reason != tc.want.Reason || got.Emulate != tc.want.Emulate || got.At != tc.want.At || got.Len != tc.want.Len {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 			if (got.Mount == nil) != (tc.want.Mount == nil) || (got.Mount != nil && *got.Mount != *tc.want.Mount) {
@@ -148,6 +150,26 @@ func TestSyscallTable(t *testing.T) {
 	} {
 		if got := name(tc.arch, tc.nr); got != tc.want {
 			t.Errorf("name(%#x, %d) = %q, want %q", tc.arch, tc.nr, got, tc.want)
+		}
+	}
+}
+
+func TestAffinityMask(t *testing.T) {
+	var set unix.CPUSet
+	for _, c := range []int{1, 3, 4, 9} {
+		set.Set(c)
+	}
+	for _, tc := range []struct {
+		n, size int
+		want    []byte
+	}{
+		{1, 8, []byte{0b10, 0, 0, 0, 0, 0, 0, 0}},
+		{3, 8, []byte{0b11010, 0, 0, 0, 0, 0, 0, 0}},
+		{8, 8, []byte{0b11010, 0b10, 0, 0, 0, 0, 0, 0}}, // more than it has: all of them
+		{2, 0, nil},
+	} {
+		if got := affinityMask(set, tc.n, tc.size); string(got) != string(tc.want) {
+			t.Errorf("affinityMask(n=%d, size=%d) = %08b, want %08b", tc.n, tc.size, got, tc.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -42,6 +43,8 @@ type Server struct {
 
 	epfd   int
 	procFD int
+	// maskSize is the kernel's cpumask size in bytes (what sched_getaffinity returns).
+	maskSize int
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -93,6 +96,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.Limit == nil {
 		s.Limit = &Limiter{Every: 10 * time.Second}
 	}
+	s.maskSize = cpumaskSize()
 	s.containers = map[string]*container{}
 	s.listeners = map[int32]*listener{}
 	var err error
@@ -315,7 +319,7 @@ func (s *Server) serve(l *listener, n *notif) {
 		id, pid, fd := n.ID, int(n.Pid), l.fd
 		go func() {
 			if d.Mount == nil {
-				s.finish(c, call.Name, s.sysinfo(c, fd, id, pid, d.SysinfoAt), start)
+				s.finish(c, call.Name, s.emulate(c, fd, id, pid, d), start)
 				return
 			}
 			d := s.perform(c, fd, id, pid, *d.Mount)
@@ -536,10 +540,10 @@ func (s *Server) unmount(c *container, cl *caller, op MountOp, f Facts) Decision
 	return Decision{Verdict: Perform}
 }
 
-// sysinfo answers sysinfo(2) with the container's own numbers, written into the caller's
-// buffer; when they cannot be had, the kernel answers (the host's numbers, as without
-// emulation).
-func (s *Server) sysinfo(c *container, fd int, id uint64, pid int, addr uint64) Decision {
+// emulate answers sysinfo(2) or sched_getaffinity(2) with the container's own numbers,
+// written into the caller's buffer; when they cannot be had, the kernel answers (the
+// host's numbers, as without emulation).
+func (s *Server) emulate(c *container, fd int, id uint64, pid int, d Decision) Decision {
 	cont := func() Decision {
 		_ = answer(fd, id, 0, true, 0)
 		return Decision{Verdict: Continue}
@@ -549,13 +553,29 @@ func (s *Server) sysinfo(c *container, fd int, id uint64, pid int, addr uint64) 
 	}
 	si, err := s.Sysinfo(c.meta.Container)
 	if err != nil {
-		s.Log.Debug("sysinfo: the kernel answers", "container", c.meta.Container, "err", err)
+		s.Log.Debug("emulated syscall: the kernel answers", "syscall", d.Emulate, "container", c.meta.Container, "err", err)
 		return cont()
 	}
-	info := unix.Sysinfo_t{
-		Uptime: si.Uptime, Loads: si.Loads,
-		Totalram: si.TotalRAM, Freeram: si.FreeRAM, Sharedram: si.SharedRAM, Bufferram: si.BufferRAM,
-		Totalswap: si.TotalSwap, Freeswap: si.FreeSwap, Procs: si.Procs, Unit: 1,
+	var buf []byte
+	switch d.Emulate {
+	case "sysinfo":
+		info := unix.Sysinfo_t{
+			Uptime: si.Uptime, Loads: si.Loads,
+			Totalram: si.TotalRAM, Freeram: si.FreeRAM, Sharedram: si.SharedRAM, Bufferram: si.BufferRAM,
+			Totalswap: si.TotalSwap, Freeswap: si.FreeSwap, Procs: si.Procs, Unit: 1,
+		}
+		buf = slices.Clone(unsafe.Slice((*byte)(unsafe.Pointer(&info)), unsafe.Sizeof(info)))
+	case "sched_getaffinity":
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(pid, &set); err != nil {
+			return cont()
+		}
+		buf = affinityMask(set, si.CPUs, s.maskSize)
+		if buf == nil || uint64(len(buf)) > d.Len || d.Len%8 != 0 {
+			return cont() // the kernel's EINVAL for a buffer too small or unaligned
+		}
+	default:
+		return cont()
 	}
 	mem, err := os.OpenFile(filepath.Join(s.HostProc, strconv.Itoa(pid), "mem"), os.O_WRONLY, 0)
 	if err != nil {
@@ -565,15 +585,50 @@ func (s *Server) sysinfo(c *container, fd int, id uint64, pid int, addr uint64) 
 	if !idValid(fd, id) {
 		return Decision{Verdict: Continue} // the caller is gone
 	}
-	buf := unsafe.Slice((*byte)(unsafe.Pointer(&info)), unsafe.Sizeof(info))
-	if addr >= 1<<63 {
+	if d.At >= 1<<63 {
 		_ = answer(fd, id, unix.EFAULT, false, 0)
 		return Decision{Verdict: Deny, Errno: unix.EFAULT}
 	}
-	if _, err := mem.WriteAt(buf, int64(addr)); err != nil {
+	if _, err := mem.WriteAt(buf, int64(d.At)); err != nil {
 		_ = answer(fd, id, unix.EFAULT, false, 0)
 		return Decision{Verdict: Deny, Errno: unix.EFAULT}
 	}
-	_ = answer(fd, id, 0, false, 0)
+	ret := int64(0)
+	if d.Emulate == "sched_getaffinity" {
+		ret = int64(len(buf)) // the kernel returns the mask's size
+	}
+	_ = answer(fd, id, 0, false, ret)
 	return Decision{Verdict: Perform}
+}
+
+// affinityMask keeps the first n CPUs of set, as a kernel cpumask of size bytes (0 bytes:
+// unknown, nil).
+func affinityMask(set unix.CPUSet, n, size int) []byte {
+	if size <= 0 {
+		return nil
+	}
+	out := make([]byte, size)
+	kept := 0
+	for cpu := 0; cpu < size*8 && kept < n; cpu++ {
+		if set.IsSet(cpu) {
+			out[cpu/8] |= 1 << (cpu % 8)
+			kept++
+		}
+	}
+	return out
+}
+
+// cpumaskSize is the size in bytes of the kernel's cpumask: nr_cpu_ids bits (from
+// /sys/devices/system/cpu/possible) in whole longs, which sched_getaffinity returns.
+func cpumaskSize() int {
+	data, err := os.ReadFile("/sys/devices/system/cpu/possible")
+	if err != nil {
+		return 0
+	}
+	cpus, err := procemu.ParseCPUList(strings.TrimSpace(string(data)))
+	if err != nil || len(cpus) == 0 {
+		return 0
+	}
+	bits := slices.Max(cpus) + 1
+	return (bits + 63) / 64 * 8
 }

@@ -21,10 +21,11 @@ import (
 //   - when the container holds CAP_SYS_ADMIN, mount, umount2 and pivot_root always go to
 //     the supervisor, which keeps the container's initial mounts as they are, and the
 //     fd-based mount API fails with ENOSYS (callers fall back to mount(2));
-//   - with the /proc emulation on (in.ProcDir), sysinfo goes to the supervisor, which
-//     answers with the emulation's numbers;
+//   - with the /proc emulation on (in.ProcDir), sysinfo and sched_getaffinity go to the
+//     supervisor, which answers with the emulation's numbers (memory, and as many CPUs as
+//     the quota allows, so nproc agrees with /sys/devices/system/cpu/online);
 //   - with no supervisor (in.Supervisor ""), every name that would go to it fails with
-//     EPERM instead: never allowed (sysinfo is then left to the kernel).
+//     EPERM instead: never allowed (the emulated ones are then left to the kernel).
 //
 // The filter only gets stricter: a name the profile denies stays denied, and a name the
 // profile allows only under argument conditions is not handed to the supervisor (a
@@ -72,14 +73,16 @@ func TrapSyscalls(spec *specs.Spec, in Inputs) error {
 			}
 		}
 	}
-	// sysinfo(2) answers with the /proc emulation's numbers when both the emulation and the
-	// supervisor are there; otherwise the kernel answers (the host's numbers), as for the
-	// emulated files.
+	// sysinfo(2) and sched_getaffinity(2) answer with the /proc emulation's numbers when
+	// both the emulation and the supervisor are there; otherwise the kernel answers (the
+	// host's numbers), as for the emulated files.
 	if in.ProcDir != "" && in.Supervisor != "" && (sc == nil || sc.ListenerPath == "") {
-		_, denied := deny["sysinfo"]
-		_, listed := notify["sysinfo"]
-		if !denied && !listed && verdict("sysinfo") == allowed {
-			notify["sysinfo"] = policy.ActionEmulate
+		for _, name := range policy.EmulatedSyscalls {
+			_, denied := deny[name]
+			_, listed := notify[name]
+			if !denied && !listed && verdict(name) == allowed {
+				notify[name] = policy.ActionEmulate
+			}
 		}
 	}
 	if len(notify) > 0 && (in.Supervisor == "" || (sc != nil && sc.ListenerPath != "")) {

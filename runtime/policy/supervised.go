@@ -30,3 +30,8 @@ type Supervised struct {
 	// Traps maps each trapped syscall to its action: Audit, Allow or Emulate.
 	Traps map[string]string `json:"traps"`
 }
+
+// EmulatedSyscalls are the syscalls the supervisor answers for the /proc emulation, with
+// the container's own numbers: sysinfo (memory, uptime) and sched_getaffinity (as many
+// CPUs as its quota allows, which is what nproc and most runtimes count).
+var EmulatedSyscalls = []string{"sysinfo", "sched_getaffinity"}

@@ -27,19 +27,23 @@ func limits(mem, cpu string) func(*corev1.Pod) {
 	}
 }
 
-const procScript = "grep MemTotal /proc/meminfo; cat /sys/devices/system/cpu/online; cut -d' ' -f1 /proc/uptime; free | grep Mem: | tr -s ' ' | cut -d' ' -f2"
+const procScript = "grep MemTotal /proc/meminfo; cat /sys/devices/system/cpu/online; cut -d' ' -f1 /proc/uptime; free | grep Mem: | tr -s ' ' | cut -d' ' -f2; nproc"
 
 // checkEmulated reads the pod's /proc and /sys through exec and checks it sees its limits.
 func checkEmulated(ctx context.Context, t *testing.T, cfg *envconf.Config, name, when string) {
 	t.Helper()
 	out := execIn(ctx, t, cfg, name, "sh", "-c", procScript)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "MemTotal: 262144 kB" || lines[1] != "0" {
+	if len(lines) != 5 || strings.Join(strings.Fields(lines[0]), " ") != "MemTotal: 262144 kB" || lines[1] != "0" {
 		t.Fatalf("%s: pod %s read %q; want MemTotal 262144 kB and online CPUs 0", when, name, out)
 	}
 	// busybox free asks sysinfo(2), which eci's supervisor answers with the same numbers.
 	if lines[3] != "262144" {
 		t.Errorf("%s: free in pod %s says total %q KiB, want 262144 as /proc/meminfo", when, name, lines[3])
+	}
+	// nproc counts sched_getaffinity's CPUs, which the supervisor gives as the quota's.
+	if lines[4] != "1" {
+		t.Errorf("%s: nproc in pod %s says %q, want 1 (500m)", when, name, lines[4])
 	}
 	if up, err := strconv.ParseFloat(lines[2], 64); err != nil || up > 600 {
 		t.Errorf("%s: the pod's uptime %q is not its own", when, lines[2])
@@ -47,7 +51,7 @@ func checkEmulated(ctx context.Context, t *testing.T, cfg *envconf.Config, name,
 }
 
 // A pod limited to 256Mi and 500m CPU sees MemTotal 262144 kB (in /proc/meminfo and from
-// free, through sysinfo(2)), one online CPU and its own uptime (a runc pod with the same limits sees the host's), and keeps reading them across
+// free, through sysinfo(2)), one online CPU (and nproc 1) and its own uptime (a runc pod with the same limits sees the host's), and keeps reading them across
 // a restart and a kill -9 of eci-node.
 func TestProcEmulation(t *testing.T) {
 	requireE2E(t)

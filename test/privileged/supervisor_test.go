@@ -3,9 +3,11 @@
 package privileged
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -206,16 +208,18 @@ func freeTotal(out string) string {
 }
 
 // sysinfo(2) answers an emulated container with its own limit, so busybox free agrees with
-// its /proc/meminfo; the same container under plain runc gets the host's.
+// its /proc/meminfo, and sched_getaffinity with its quota's CPUs, so nproc agrees with
+// /sys/devices/system/cpu/online; the same container under plain runc gets the host's.
 func TestSysinfoAgreesWithMeminfo(t *testing.T) {
 	e := newEnv(t)
 	pe := startProcfs(t, e)
 	startSupervisor(t, e)
-	limit := int64(256 << 20)
+	limit, quota, period := int64(256<<20), int64(50000), uint64(100000)
 	for name, rt := range map[string]testbundle.Runtime{"eci": e.eci, "runc": e.runc} {
 		id := e.id("free-" + name)
-		spec := testbundle.Spec("sh", "-c", "free; grep MemTotal /proc/meminfo")
+		spec := testbundle.Spec("sh", "-c", "free; grep MemTotal /proc/meminfo; echo nproc=$(nproc)")
 		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+		spec.Linux.Resources.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 		spec.Linux.CgroupsPath = "/" + id
 		pe.register(id)
 		out, err := e.outputOf(rt, id, e.bundle(id, spec))
@@ -228,6 +232,14 @@ func TestSysinfoAgreesWithMeminfo(t *testing.T) {
 			t.Errorf("free in the eci container: total %q KiB, want 262144 (its limit, as /proc/meminfo says)", total)
 		case name == "runc" && (total == "262144" || total == ""):
 			t.Errorf("free under plain runc: total %q: the test has no teeth", total)
+		}
+		// nproc counts sched_getaffinity's CPUs: the 500m quota's one under eci.
+		hostCPUs := fmt.Sprintf("nproc=%d", runtime.NumCPU())
+		switch {
+		case name == "eci" && !strings.Contains(out, "nproc=1\n"):
+			t.Errorf("nproc in the eci container with a 500m quota: want 1")
+		case name == "runc" && !strings.Contains(out, hostCPUs):
+			t.Errorf("nproc under plain runc: want the host's %s", hostCPUs)
 		}
 	}
 }
