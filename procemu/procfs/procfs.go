@@ -244,7 +244,12 @@ var (
 // Getattr reports the size of the open's rendering when the kernel asks about an open
 // file (read() does), else 0.
 func (f *fileNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFREG | 0o444
+	return attrOf(fh, 0o444, out)
+}
+
+// attrOf fills a file's attributes: its mode, and the size of fh's rendering if any.
+func attrOf(fh fs.FileHandle, mode uint32, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | mode
 	if h, ok := fh.(*handle); ok {
 		out.Size = uint64(len(h.data))
 	}
@@ -259,13 +264,18 @@ func (f *fileNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32,
 		return nil, 0, syscall.EACCES
 	}
 	data, err := f.s.Render(f.id, f.name)
+	return openRendering(&f.Inode, data, err)
+}
+
+// openRendering is an open that reads data: the kernel is given its size for sendfile and
+// splice (the stored pages themselves are dropped when the open completes; reads come back
+// to the handle).
+func openRendering(in *fs.Inode, data []byte, err error) (fs.FileHandle, uint32, syscall.Errno) {
 	if err != nil {
 		return nil, 0, syscall.EIO
 	}
-	// Give the kernel this rendering's size for sendfile and splice (the stored pages
-	// themselves are dropped when the open completes; reads come back to the handle).
 	if len(data) > 0 {
-		_ = f.WriteCache(0, data)
+		_ = in.WriteCache(0, data)
 	}
 	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
 }
@@ -358,11 +368,7 @@ var (
 )
 
 func (k *knobNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFREG | 0o644
-	if h, ok := fh.(*handle); ok {
-		out.Size = uint64(len(h.data))
-	}
-	return 0
+	return attrOf(fh, 0o644, out)
 }
 
 // Setattr takes the truncation an open for writing asks for (the value is replaced by
@@ -387,13 +393,7 @@ func (k *knobNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		return &handle{}, fuse.FOPEN_DIRECT_IO, 0
 	}
 	data, err := k.s.Knob(k.id, k.path)
-	if err != nil {
-		return nil, 0, syscall.EIO
-	}
-	if len(data) > 0 {
-		_ = k.WriteCache(0, data)
-	}
-	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
+	return openRendering(&k.Inode, data, err)
 }
 
 func (k *knobNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

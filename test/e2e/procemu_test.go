@@ -82,15 +82,7 @@ func TestProcEmulation(t *testing.T) {
 
 			// kill -9 of eci-node, where the test runs on the node.
 			if os.Getenv("ECI_E2E_CONTAINERD_PIDFILE") != "" {
-				pids := processesNamed("eci-node", "run")
-				if len(pids) == 0 {
-					t.Fatal("no eci-node run process found on this node")
-				}
-				for _, pid := range pids {
-					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-						t.Fatalf("kill -9 %d: %v", pid, err)
-					}
-				}
+				killAgents(t)
 				checkEmulated(ctx, t, cfg, "emulated", "right after kill -9 of eci-node")
 				createPod(ctx, t, cs, pod("after-kill", "eci", "sleep 3600", limits("256Mi", "500m")))
 				waitPod(ctx, t, cs, "after-kill", 2*time.Minute, "Running", running)
@@ -99,6 +91,20 @@ func TestProcEmulation(t *testing.T) {
 			return ctx
 		}).Feature()
 	testenv.Test(t, f)
+}
+
+// killAgents kills every eci-node run process on this node with SIGKILL.
+func killAgents(t *testing.T) {
+	t.Helper()
+	pids := processesNamed("eci-node", "run")
+	if len(pids) == 0 {
+		t.Fatal("no eci-node run process found on this node")
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill -9 %d: %v", pid, err)
+		}
+	}
 }
 
 // processesNamed returns the pids whose command line starts with a binary named name and

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -88,15 +87,7 @@ func TestPrivilegedMountsSupervised(t *testing.T) {
 			// kill -9 of eci-node, where the test runs on the node: the holder keeps
 			// answering the running pod's trapped syscalls (no ENOSYS).
 			if os.Getenv("ECI_E2E_CONTAINERD_PIDFILE") != "" {
-				pids := processesNamed("eci-node", "run")
-				if len(pids) == 0 {
-					t.Fatal("no eci-node run process found on this node")
-				}
-				for _, pid := range pids {
-					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-						t.Fatalf("kill -9 %d: %v", pid, err)
-					}
-				}
+				killAgents(t)
 				after := runMountScript(ctx, t, cfg, "sup-eci")
 				if after["tmpfs"] != "ok" || after["umount-meminfo"] != "refused" {
 					t.Errorf("after kill -9 of eci-node: tmpfs %q, umount-meminfo %q", after["tmpfs"], after["umount-meminfo"])
