@@ -132,12 +132,12 @@ func TestProtectedHostPath(t *testing.T) {
 	testenv.Test(t, f)
 }
 
-// A privileged eci pod can't write the host's /proc/sys (kernel.sysrq here: the knobs eci keeps
+// A privileged eci pod can't write the host's /proc/sys (vm.dirty_ratio here: the knobs eci keeps
 // per pod are TestProcSysKnobs's) or reach host devices; a privileged runc pod can.
 func TestPrivilegedPodIsContained(t *testing.T) {
 	requireE2E(t)
 	script := `
-if echo "$(cat /proc/sys/kernel/sysrq)" > /proc/sys/kernel/sysrq 2>/dev/null; then echo procsys=written; else echo procsys=blocked; fi
+if echo "$(cat /proc/sys/vm/dirty_ratio)" > /proc/sys/vm/dirty_ratio 2>/dev/null; then echo procsys=written; else echo procsys=blocked; fi
 n=0; for d in /dev/*; do [ -b "$d" ] && n=$((n+1)); done; echo blockdevs=$n
 if mknod /tmp/disk b 254 0 2>/dev/null; then echo mknod=ok; else echo mknod=blocked; fi
 sleep 3600`
