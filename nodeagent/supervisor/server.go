@@ -384,6 +384,9 @@ func (s *Server) vetAndDo(c *container, fd int, id uint64, pid int, op MountOp) 
 		return fail(unix.EPERM, err.Error())
 	}
 	f := Facts{Initial: st.Ino == c.mntNS}
+	if op.Unmount {
+		return s.unmount(c, cl, op, f) // it reads the mount table once it has resolved the target
+	}
 	mounts, err := readMountinfo(s.HostProc, pid)
 	if err != nil {
 		return fail(unix.EPERM, err.Error())
@@ -411,9 +414,6 @@ func (s *Server) vetAndDo(c *container, fd int, id uint64, pid int, op MountOp) 
 			return -1, Mount{}, false, unix.EINVAL
 		}
 		return pfd, m, isRoot, nil
-	}
-	if op.Unmount {
-		return s.unmount(c, cl, op, f)
 	}
 	tfd, tm, tRoot, err := factsOf(op.Target, false)
 	if err != nil {
