@@ -274,10 +274,11 @@ func inHostMountNS(hostRoot string, f func() error) error {
 }
 
 // FUSEOptions are the mount options of the server's /dev/fuse fd: allow_other (the
-// containers' roots are not the mounter), and max_read as go-fuse's own mounts say it (its
-// buffers hold procfs.MaxRead).
+// containers' roots are not the mounter), default_permissions (the kernel checks access,
+// and asks for expired attributes at open, which the server's caching relies on), and
+// max_read as go-fuse's own mounts say it (its buffers hold procfs.MaxRead).
 func FUSEOptions(fd int) string {
-	return fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,max_read=%d", fd, procfs.MaxRead)
+	return fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read=%d", fd, procfs.MaxRead)
 }
 
 // MountFUSE opens /dev/fuse and mounts it at target in the host's mount namespace

@@ -5,26 +5,35 @@
 //	<mountpoint>/<container id>/meminfo     (for /proc/meminfo)
 //	<mountpoint>/<container id>/cpu-online  (for /sys/devices/system/cpu/online)
 //
-// Each open renders the file once (from a per-container snapshot at most TTL old) and
-// serves reads of that open from it (FOPEN_NOFLUSH: close costs no round trip). Files are
-// read through the page cache, not with direct I/O: sendfile and splice (busybox cat uses
-// them) read through it whatever the open flags say, and only up to the size the kernel
-// holds for the inode, which they never ask the server for. So an open stores its
-// rendering's size in the kernel (a FUSE notify-store) before it returns; read() asks for
-// the size of its open (a getattr with the file handle); stat says 0, as procfs does, and
-// renders nothing. Nothing is rendered before the first open: runc binds the files while
-// the container's cgroup limits are not yet set.
+// A file is read through the kernel's page cache, which holds a rendering (from a
+// per-container snapshot) for at most TTL: a warm open, read and close costs no round trip
+// to the server.
+//   - OPEN and FLUSH answer ENOSYS, which stops OPEN, FLUSH and RELEASE for the whole mount
+//     and keeps a file's pages between opens.
+//   - The mount has default_permissions, so the kernel checks access itself, and at an open
+//     asks for the file's attributes once the time it was given for them has passed.
+//   - That getattr (or a lookup) renders the file anew when its rendering is TTL old, and
+//     answers with its size, its version as the mtime (a new rendering gets a new one, so
+//     the kernel drops the old pages) and the time left until it expires.
+//   - A read is served from the rendering the kernel was last told the size of. sendfile
+//     and splice (busybox cat) read only up to that size, never asking for it.
+//
+// runc's own lookups and stats, before it sets the container's cgroup limits, render
+// nothing (it names its init stages "runc:[N:...]"). /proc/sys knobs are looked up at every
+// open and are owned by the container's root (see knobNode).
 //
 // The server must run in the host's pid and cgroup namespaces and mount with allow_other:
 // containers' roots are not the mounter.
 package procfs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,27 +107,63 @@ type snapshot struct {
 
 // Render returns file name of container id.
 func (s *Server) Render(id, name string) ([]byte, error) {
-	r, ok := renderers[name]
-	if !ok {
-		return nil, fmt.Errorf("no emulated file %q", name)
-	}
-	v, err := s.view(id)
-	if err != nil {
-		return nil, err
-	}
-	return r(v)
+	data, _, err := s.render(id, name)
+	return data, err
 }
 
-func (s *Server) view(id string) (procemu.View, error) {
-	now := time.Now
+// render renders file name of container id from its snapshot, and says when the snapshot
+// was taken.
+func (s *Server) render(id, name string) ([]byte, time.Time, error) {
+	r, ok := renderers[name]
+	if !ok {
+		return nil, time.Time{}, fmt.Errorf("no emulated file %q", name)
+	}
+	v, at, err := s.view(id)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	data, err := r(v)
+	return data, at, err
+}
+
+func (s *Server) now() time.Time {
 	if s.Now != nil {
-		now = s.Now
+		return s.Now()
 	}
-	ttl := s.TTL
-	if ttl == 0 {
-		ttl = DefaultTTL
+	return time.Now()
+}
+
+func (s *Server) ttl() time.Duration {
+	if s.TTL == 0 {
+		return DefaultTTL
 	}
-	t := now()
+	return s.TTL
+}
+
+func (s *Server) root() string {
+	if s.Root == "" {
+		return "/"
+	}
+	return s.Root
+}
+
+// setupCaller reports whether the caller is runc setting the container up (its init
+// stages name themselves "runc:[N:...]"): it stats and binds the files before it sets the
+// container's cgroup limits, so what it would see must not be rendered and kept.
+func (s *Server) setupCaller(ctx context.Context) bool {
+	c, ok := fuse.FromContext(ctx)
+	if !ok || c.Pid == 0 {
+		return false
+	}
+	// The caller's pid is in the server's pid namespace, so its own /proc, not Root's.
+	comm, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(c.Pid), 10) + "/comm")
+	return err == nil && bytes.HasPrefix(comm, []byte("runc:["))
+}
+
+// view is container id's snapshot, at most TTL old, and when it was taken.
+func (s *Server) view(id string) (procemu.View, time.Time, error) {
+	ttl := s.ttl()
+	t := s.now()
 	s.mu.Lock()
 	if s.snapshots == nil {
 		s.snapshots = map[string]snapshot{}
@@ -126,19 +171,15 @@ func (s *Server) view(id string) (procemu.View, error) {
 	snap, ok := s.snapshots[id]
 	s.mu.Unlock()
 	if ok && t.Sub(snap.at) < ttl && t.Sub(snap.at) >= 0 {
-		return snap.view, nil
+		return snap.view, snap.at, nil
 	}
 	cg, err := s.Resolver.Cgroups(id)
 	if err != nil {
-		return procemu.View{}, err
+		return procemu.View{}, time.Time{}, err
 	}
-	root := s.Root
-	if root == "" {
-		root = "/"
-	}
-	v, err := procemu.Gather(root, cg, t)
+	v, err := procemu.Gather(s.root(), cg, t)
 	if err != nil {
-		return procemu.View{}, fmt.Errorf("container %s: %w", id, err)
+		return procemu.View{}, time.Time{}, fmt.Errorf("container %s: %w", id, err)
 	}
 	s.mu.Lock()
 	s.snapshots[id] = snapshot{at: t, view: v}
@@ -149,7 +190,7 @@ func (s *Server) view(id string) (procemu.View, error) {
 		}
 	}
 	s.mu.Unlock()
-	return v, nil
+	return v, t, nil
 }
 
 // Mount mounts the server at dir (an existing directory) and serves it until unmounted.
@@ -158,10 +199,11 @@ func (s *Server) Mount(dir string) (*fuse.Server, error) {
 	entry, attr := time.Second, time.Duration(0)
 	return fs.Mount(dir, &rootNode{s: s}, &fs.Options{
 		EntryTimeout: &entry,
-		// Attributes (the size) are asked for again at every stat and read.
+		// Each file says how long its attributes hold (see fileNode.Getattr).
 		AttrTimeout: &attr,
 		MountOptions: fuse.MountOptions{
 			AllowOther: true,
+			Options:    []string{"default_permissions"},
 			MaxWrite:   MaxRead,
 			Name:       "eci-procfs",
 			FsName:     "eci-procfs",
@@ -206,16 +248,35 @@ var (
 	_ fs.NodeReaddirer = (*containerNode)(nil)
 )
 
+// Lookup answers with the file's current attributes, and with the inode the name already
+// has: a reply for the same inode with other attributes (a size of 0) would change what
+// the kernel holds for it under a reader that has just been told its size.
 func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if path, ok := knobNames[name]; ok {
-		out.Mode = syscall.S_IFREG | 0o644
-		return c.NewInode(ctx, &knobNode{s: c.s, id: c.id, path: path}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+	ch := c.GetChild(name)
+	if ch == nil {
+		var ops fs.InodeEmbedder
+		if path, ok := knobNames[name]; ok {
+			ops = &knobNode{s: c.s, id: c.id, path: path}
+		} else if _, ok := renderers[name]; ok {
+			ops = &fileNode{s: c.s, id: c.id, name: name}
+		} else {
+			return nil, syscall.ENOENT
+		}
+		ch = c.NewInode(ctx, ops, fs.StableAttr{Mode: syscall.S_IFREG})
 	}
-	if _, ok := renderers[name]; !ok {
-		return nil, syscall.ENOENT
+	switch n := ch.Operations().(type) {
+	case *fileNode:
+		d, errno := n.attr(ctx, &out.Attr)
+		if errno != 0 {
+			return nil, errno
+		}
+		out.SetAttrTimeout(d)
+	case *knobNode:
+		if errno := n.attr(&out.Attr); errno != 0 {
+			return nil, errno
+		}
 	}
-	out.Mode = syscall.S_IFREG | 0o444
-	return c.NewInode(ctx, &fileNode{s: c.s, id: c.id, name: name}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+	return ch, 0
 }
 
 func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
@@ -229,72 +290,98 @@ func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
 	return fs.NewListDirStream(entries), 0
 }
 
+// cached is what the kernel holds of one file: the rendering its page cache is filled
+// from, the version the kernel sees as the file's mtime (a new rendering has a new one, so
+// the kernel drops the old pages), and until when the kernel may keep it without asking.
+type cached struct {
+	mu      sync.Mutex
+	data    []byte
+	ver     uint64
+	expires time.Time
+}
+
+// set makes data the rendering the kernel reads, valid until expires.
+func (c *cached) set(data []byte, expires time.Time) {
+	if c.ver == 0 || !bytes.Equal(c.data, data) {
+		c.ver++
+	}
+	c.data, c.expires = data, expires
+}
+
+// attr fills a with the rendering's size and version, and returns how long the kernel
+// may keep them.
+func (c *cached) attr(a *fuse.Attr, now time.Time) time.Duration {
+	a.Size = uint64(len(c.data))
+	a.Mtime = c.ver
+	a.Ctime = c.ver
+	return max(c.expires.Sub(now), 0)
+}
+
+// read serves a read of the rendering the kernel was told about.
+func (c *cached) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	c.mu.Lock()
+	data := c.data
+	c.mu.Unlock()
+	if off >= int64(len(data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(data)))
+	return fuse.ReadResultData(data[off:end]), 0
+}
+
 type fileNode struct {
 	fs.Inode
 	s        *Server
 	id, name string
+	c        cached
 }
 
 var (
 	_ fs.NodeOpener    = (*fileNode)(nil)
+	_ fs.NodeFlusher   = (*fileNode)(nil)
 	_ fs.NodeReader    = (*fileNode)(nil)
 	_ fs.NodeGetattrer = (*fileNode)(nil)
 )
 
-// Getattr reports the size of the open's rendering when the kernel asks about an open
-// file (read() does), else 0.
-func (f *fileNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return attrOf(fh, 0o444, out)
+// Open answers ENOSYS: the kernel then stops sending OPEN, FLUSH and RELEASE for every file
+// of the mount and keeps their page cache between opens. Access is the kernel's to check
+// (default_permissions).
+func (f *fileNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, syscall.ENOSYS
 }
 
-// attrOf fills a file's attributes: its mode, and the size of fh's rendering if any.
-func attrOf(fh fs.FileHandle, mode uint32, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFREG | mode
-	if h, ok := fh.(*handle); ok {
-		out.Size = uint64(len(h.data))
-	}
-	return 0
+// Flush answers ENOSYS: no FLUSH at close, for every file of the mount.
+func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
+func (f *fileNode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d, errno := f.attr(ctx, &out.Attr)
+	out.SetTimeout(d)
+	return errno
 }
 
-// handle is one open: the rendering it reads from.
-type handle struct{ data []byte }
-
-func (f *fileNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EACCES
+// attr tells the kernel the current rendering's size and version, rendering the file anew
+// once the last one expired, and returns how long they hold. The kernel asks at open
+// (default_permissions) once that time has passed, so a warm open and read never reach
+// the server. runc's own lookup, stat and bind, before it sets the container's cgroup
+// limits, render nothing.
+func (f *fileNode) attr(ctx context.Context, a *fuse.Attr) (time.Duration, syscall.Errno) {
+	a.Mode = syscall.S_IFREG | 0o444
+	now := f.s.now()
+	f.c.mu.Lock()
+	defer f.c.mu.Unlock()
+	if (f.c.ver == 0 || !now.Before(f.c.expires)) && !f.s.setupCaller(ctx) {
+		data, at, err := f.s.render(f.id, f.name)
+		if err != nil {
+			return 0, syscall.EIO
+		}
+		f.c.set(data, at.Add(f.s.ttl()))
 	}
-	data, err := f.s.Render(f.id, f.name)
-	return openRendering(&f.Inode, data, err)
+	return f.c.attr(a, now), 0
 }
 
-// openRendering is an open that reads data: the kernel is given its size for sendfile and
-// splice (the stored pages themselves are dropped when the open completes; reads come back
-// to the handle).
-func openRendering(in *fs.Inode, data []byte, err error) (fs.FileHandle, uint32, syscall.Errno) {
-	if err != nil {
-		return nil, 0, syscall.EIO
-	}
-	if len(data) > 0 {
-		_ = in.WriteCache(0, data)
-	}
-	return &handle{data: data}, fuse.FOPEN_NOFLUSH, 0
-}
-
-func (f *fileNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return readHandle(fh, dest, off)
-}
-
-// readHandle serves a read from its open's rendering.
-func readHandle(fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	h, ok := fh.(*handle)
-	if !ok {
-		return nil, syscall.EBADF
-	}
-	if off >= int64(len(h.data)) {
-		return fuse.ReadResultData(nil), 0
-	}
-	end := min(off+int64(len(dest)), int64(len(h.data)))
-	return fuse.ReadResultData(h.data[off:end]), 0
+// Read serves the rendering the kernel holds the size of.
+func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return f.c.read(dest, off)
 }
 
 // Knob returns what a container reads in a /proc/sys knob: its pod's value if the pod
@@ -314,11 +401,7 @@ func (s *Server) Knob(id, path string) ([]byte, error) {
 	if ok {
 		return v, nil
 	}
-	root := s.Root
-	if root == "" {
-		root = "/"
-	}
-	return os.ReadFile(filepath.Join(root, path))
+	return os.ReadFile(filepath.Join(s.root(), path))
 }
 
 // SetKnob keeps a value a container's root wrote to a knob, for its whole pod. uid is the
@@ -351,24 +434,56 @@ func (s *Server) SetKnob(id, path string, uid uint32, data []byte) error {
 	return nil
 }
 
-// knobNode is a writable /proc/sys knob: reads like the other files (one value per
-// open); a write is checked and kept for the pod, never passed to the host.
+// knobNode is a writable /proc/sys knob. It is owned by the container's root (mode 0644),
+// so the kernel lets only that user and the host's root write it. Its value is looked up
+// at every open (its attributes never hold), and a write is checked and kept for the pod,
+// never passed to the host.
 type knobNode struct {
 	fs.Inode
 	s        *Server
 	id, path string
+	c        cached
 }
 
 var (
 	_ fs.NodeOpener    = (*knobNode)(nil)
+	_ fs.NodeFlusher   = (*knobNode)(nil)
 	_ fs.NodeReader    = (*knobNode)(nil)
 	_ fs.NodeWriter    = (*knobNode)(nil)
 	_ fs.NodeGetattrer = (*knobNode)(nil)
 	_ fs.NodeSetattrer = (*knobNode)(nil)
 )
 
-func (k *knobNode) Getattr(_ context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return attrOf(fh, 0o644, out)
+// Open answers ENOSYS, as fileNode.Open.
+func (k *knobNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return nil, 0, syscall.ENOSYS
+}
+
+// Flush answers ENOSYS, as fileNode.Flush.
+func (k *knobNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
+func (k *knobNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	return k.attr(&out.Attr)
+}
+
+// attr looks the value up and fills a with its size, version and owner; they never hold.
+func (k *knobNode) attr(a *fuse.Attr) syscall.Errno {
+	a.Mode = syscall.S_IFREG | 0o644
+	if o, ok := k.s.Resolver.(Owners); ok {
+		if _, rootUID, err := o.Owner(k.id); err == nil {
+			a.Uid = rootUID
+		}
+	}
+	v, err := k.s.Knob(k.id, k.path)
+	if err != nil {
+		return syscall.EIO
+	}
+	now := k.s.now()
+	k.c.mu.Lock()
+	defer k.c.mu.Unlock()
+	k.c.set(v, now)
+	k.c.attr(a, now)
+	return 0
 }
 
 // Setattr takes the truncation an open for writing asks for (the value is replaced by
@@ -377,31 +492,13 @@ func (k *knobNode) Setattr(ctx context.Context, fh fs.FileHandle, _ *fuse.SetAtt
 	return k.Getattr(ctx, fh, out)
 }
 
-func (k *knobNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0 {
-		caller, ok := fuse.FromContext(ctx)
-		if !ok {
-			return nil, 0, syscall.EACCES
-		}
-		o, ok := k.s.Resolver.(Owners)
-		if !ok {
-			return nil, 0, syscall.EACCES
-		}
-		if _, rootUID, err := o.Owner(k.id); err != nil || (caller.Uid != 0 && caller.Uid != rootUID) {
-			return nil, 0, syscall.EACCES
-		}
-		return &handle{}, fuse.FOPEN_DIRECT_IO, 0
-	}
-	data, err := k.s.Knob(k.id, k.path)
-	return openRendering(&k.Inode, data, err)
-}
-
-func (k *knobNode) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return readHandle(fh, dest, off)
+func (k *knobNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return k.c.read(dest, off)
 }
 
 // Write keeps the value: the whole of it arrives in one write at offset 0, as sysctl and
-// echo write it.
+// echo write it. The kernel already checked the writer may (default_permissions); the
+// server checks again.
 func (k *knobNode) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if off != 0 {
 		return 0, syscall.EINVAL
@@ -417,5 +514,9 @@ func (k *knobNode) Write(ctx context.Context, _ fs.FileHandle, data []byte, off 
 		}
 		return 0, syscall.EIO
 	}
+	// A new version, so the next open drops the pages the write left.
+	k.c.mu.Lock()
+	k.c.ver++
+	k.c.mu.Unlock()
 	return uint32(len(data)), 0
 }
