@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -93,6 +94,9 @@ type Server struct {
 	TTL  time.Duration
 	// Now is the clock (tests replace it).
 	Now func() time.Time
+	// Requests counts the requests the kernel sent the server (the cache keeps warm reads
+	// in the kernel: they send none).
+	Requests atomic.Int64
 
 	mu        sync.Mutex
 	snapshots map[string]snapshot
@@ -224,16 +228,36 @@ type rootNode struct {
 	s *Server
 }
 
-var _ fs.NodeLookuper = (*rootNode)(nil)
+var (
+	_ fs.NodeLookuper  = (*rootNode)(nil)
+	_ fs.NodeGetattrer = (*rootNode)(nil)
+)
+
+// dirAttrTimeout is how long the kernel keeps a directory's attributes: they never change,
+// and with default_permissions every path walk checks them.
+const dirAttrTimeout = time.Hour
+
+func dirAttr(a *fuse.Attr) {
+	a.Mode = syscall.S_IFDIR | 0o555
+}
+
+func (r *rootNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	r.s.Requests.Add(1)
+	dirAttr(&out.Attr)
+	out.SetTimeout(dirAttrTimeout)
+	return 0
+}
 
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	r.s.Requests.Add(1)
 	if !validID(name) {
 		return nil, syscall.ENOENT
 	}
 	if _, err := r.s.Resolver.Cgroups(name); err != nil {
 		return nil, syscall.ENOENT
 	}
-	out.Mode = syscall.S_IFDIR | 0o555
+	dirAttr(&out.Attr)
+	out.SetAttrTimeout(dirAttrTimeout)
 	return r.NewInode(ctx, &containerNode{s: r.s, id: name}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
 }
 
@@ -246,12 +270,21 @@ type containerNode struct {
 var (
 	_ fs.NodeLookuper  = (*containerNode)(nil)
 	_ fs.NodeReaddirer = (*containerNode)(nil)
+	_ fs.NodeGetattrer = (*containerNode)(nil)
 )
+
+func (c *containerNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	c.s.Requests.Add(1)
+	dirAttr(&out.Attr)
+	out.SetTimeout(dirAttrTimeout)
+	return 0
+}
 
 // Lookup answers with the file's current attributes, and with the inode the name already
 // has: a reply for the same inode with other attributes (a size of 0) would change what
 // the kernel holds for it under a reader that has just been told its size.
 func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	c.s.Requests.Add(1)
 	ch := c.GetChild(name)
 	if ch == nil {
 		var ops fs.InodeEmbedder
@@ -280,6 +313,7 @@ func (c *containerNode) Lookup(ctx context.Context, name string, out *fuse.Entry
 }
 
 func (c *containerNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
+	c.s.Requests.Add(1)
 	entries := make([]fuse.DirEntry, 0, len(Names)+len(knobNames))
 	for name := range Names {
 		entries = append(entries, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG})
@@ -354,6 +388,7 @@ func (f *fileNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall
 func (f *fileNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
 func (f *fileNode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.s.Requests.Add(1)
 	d, errno := f.attr(ctx, &out.Attr)
 	out.SetTimeout(d)
 	return errno
@@ -381,6 +416,7 @@ func (f *fileNode) attr(ctx context.Context, a *fuse.Attr) (time.Duration, sysca
 
 // Read serves the rendering the kernel holds the size of.
 func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f.s.Requests.Add(1)
 	return f.c.read(dest, off)
 }
 
@@ -463,6 +499,7 @@ func (k *knobNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall
 func (k *knobNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
 func (k *knobNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	k.s.Requests.Add(1)
 	return k.attr(&out.Attr)
 }
 
@@ -493,6 +530,7 @@ func (k *knobNode) Setattr(ctx context.Context, fh fs.FileHandle, _ *fuse.SetAtt
 }
 
 func (k *knobNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	k.s.Requests.Add(1)
 	return k.c.read(dest, off)
 }
 
@@ -500,6 +538,7 @@ func (k *knobNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int
 // echo write it. The kernel already checked the writer may (default_permissions); the
 // server checks again.
 func (k *knobNode) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	k.s.Requests.Add(1)
 	if off != 0 {
 		return 0, syscall.EINVAL
 	}
