@@ -19,13 +19,14 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/features"
 )
 
-// scaleScript reads /proc/meminfo every 100 ms for $SECS seconds and reports any MemTotal
-// that is not $WANT, with the reading window's start and end (epoch seconds).
-const scaleScript = `start=$(date +%s); end=$((start + SECS)); n=0; bad=0
+// scaleScript reads /proc/meminfo every second until $END (epoch seconds, the same for all
+// pods, so that their windows overlap however long the execs take to start) and reports
+// any MemTotal that is not $WANT, with the reading window's start and end.
+const scaleScript = `start=$(date +%s); end=$END; n=0; bad=0
 while [ $(date +%s) -lt $end ]; do
   t=$(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)
   if [ "$t" != "$WANT" ]; then bad=$((bad+1)); echo "mismatch: $t"; fi
-  n=$((n+1)); sleep 0.1
+  n=$((n+1)); sleep 1
 done
 f=$(free | grep Mem: | tr -s ' ' | cut -d' ' -f2)
 [ "$f" = "$WANT" ] || echo "free mismatch: $f"
@@ -48,7 +49,8 @@ func TestProcEmulationAtScale(t *testing.T) {
 	f := features.New("/proc emulation at scale").
 		Assess(fmt.Sprintf("%d pods read their own numbers at once", n), func(ctx context.Context, t *testing.T, cfg *envconf.Config) context.Context {
 			cs := clientset(t, cfg)
-			const secs = 30
+			// Every pod reads until the same moment, this long after the execs are sent.
+			const secs = 100
 			want := func(i int) int { return (64 + i) * 1024 } // kB
 			name := func(i int) string { return fmt.Sprintf("scale-%d", i) }
 			start := time.Now()
@@ -65,7 +67,7 @@ func TestProcEmulationAtScale(t *testing.T) {
 					p := pod(name(i), "eci", "sleep 3600", func(p *corev1.Pod) {
 						p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(fmt.Sprintf("%dMi", 64+i))}
 					})
-					p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "SECS", Value: strconv.Itoa(secs)}, {Name: "WANT", Value: strconv.Itoa(want(i))}}
+					p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "WANT", Value: strconv.Itoa(want(i))}}
 					createPod(ctx, t, cs, p)
 				}()
 			}
@@ -86,7 +88,8 @@ func TestProcEmulationAtScale(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the %d pods did not all start: %v", n, err)
 			}
-			t.Logf("%d pods running after %s; reading in all of them at once for %d s", n, time.Since(start).Round(time.Second), secs)
+			t.Logf("%d pods running after %s; reading in all of them at once, until %d s from now", n, time.Since(start).Round(time.Second), secs)
+			end := strconv.FormatInt(time.Now().Add(secs*time.Second).Unix(), 10)
 
 			outs := make([]string, n)
 			errs := make([]error, n)
@@ -95,7 +98,7 @@ func TestProcEmulationAtScale(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					var stdout, stderr bytes.Buffer
-					errs[i] = cfg.Client().Resources().ExecInPod(ctx, namespace, name(i), "main", []string{"sh", "-c", scaleScript}, &stdout, &stderr)
+					errs[i] = cfg.Client().Resources().ExecInPod(ctx, namespace, name(i), "main", []string{"sh", "-c", "END=" + end + "; " + scaleScript}, &stdout, &stderr)
 					outs[i] = stdout.String() + stderr.String()
 				}()
 			}
