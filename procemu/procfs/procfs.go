@@ -523,10 +523,17 @@ func (k *knobNode) attr(a *fuse.Attr) syscall.Errno {
 	return 0
 }
 
-// Setattr takes the truncation an open for writing asks for (the value is replaced by
-// the write anyway).
-func (k *knobNode) Setattr(ctx context.Context, fh fs.FileHandle, _ *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return k.Getattr(ctx, fh, out)
+// Setattr takes the truncation an open for writing asks for: the kernel is told the size
+// it asked for (0), so the write that follows is the whole value it holds; the value
+// itself is replaced by that write.
+func (k *knobNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := k.Getattr(ctx, fh, out); errno != 0 {
+		return errno
+	}
+	if size, ok := in.GetSize(); ok {
+		out.Size = size
+	}
+	return 0
 }
 
 func (k *knobNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -553,8 +560,13 @@ func (k *knobNode) Write(ctx context.Context, _ fs.FileHandle, data []byte, off 
 		}
 		return 0, syscall.EIO
 	}
-	// A new version, so the next open drops the pages the write left.
+	// The kept value is what a read of the pages the write left comes back for, and it is
+	// a new version, so the next open (which asks: knob attributes never hold) drops them.
+	v, err := k.s.Knob(k.id, k.path)
 	k.c.mu.Lock()
+	if err == nil {
+		k.c.data = v
+	}
 	k.c.ver++
 	k.c.mu.Unlock()
 	return uint32(len(data)), 0

@@ -366,8 +366,11 @@ func TestProcSysKnobsPerPod(t *testing.T) {
 		}
 		return strings.TrimSpace(out)
 	}
-	if out := run("writer", "sysctl -w kernel.panic="+want+" >/dev/null && cat "+knob, 0); out != want {
-		t.Errorf("the writer reads back %q, want %q", out, want)
+	// A longer value first, then the shorter one: the second write replaces the whole of
+	// the first, and reads back at once and again (the kernel's page cache keeps nothing
+	// of the first).
+	if out := run("writer", "sysctl -w kernel.panic=100 >/dev/null && sysctl -w kernel.panic="+want+" >/dev/null && cat "+knob+" && cat "+knob, 0); out != want+"\n"+want {
+		t.Errorf("the writer reads back %q, want %q twice", out, want)
 	}
 	if out := run("other", "cat "+knob, 0); out != strings.TrimSpace(string(hostBefore)) {
 		t.Errorf("another pod reads %q, want the host's %q", out, hostBefore)
