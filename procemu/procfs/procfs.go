@@ -423,21 +423,29 @@ func (f *fileNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int
 // Knob returns what a container reads in a /proc/sys knob: its pod's value if the pod
 // wrote one, else the host's.
 func (s *Server) Knob(id, path string) ([]byte, error) {
-	pod := id
+	v, _, err := s.knob(id, path)
+	return v, err
+}
+
+// knob is Knob, with the host uid of the container's root (0 without Owners), from one
+// lookup of its owner.
+func (s *Server) knob(id, path string) ([]byte, uint32, error) {
+	pod, rootUID := id, uint32(0)
 	if o, ok := s.Resolver.(Owners); ok {
-		p, _, err := o.Owner(id)
+		p, uid, err := o.Owner(id)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		pod = p
+		pod, rootUID = p, uid
 	}
 	s.mu.Lock()
 	v, ok := s.knobs[pod][path]
 	s.mu.Unlock()
 	if ok {
-		return v, nil
+		return v, rootUID, nil
 	}
-	return os.ReadFile(filepath.Join(s.root(), path))
+	v, err := os.ReadFile(filepath.Join(s.root(), path))
+	return v, rootUID, err
 }
 
 // SetKnob keeps a value a container's root wrote to a knob, for its whole pod. uid is the
@@ -506,15 +514,11 @@ func (k *knobNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut
 // attr looks the value up and fills a with its size, version and owner; they never hold.
 func (k *knobNode) attr(a *fuse.Attr) syscall.Errno {
 	a.Mode = syscall.S_IFREG | 0o644
-	if o, ok := k.s.Resolver.(Owners); ok {
-		if _, rootUID, err := o.Owner(k.id); err == nil {
-			a.Uid = rootUID
-		}
-	}
-	v, err := k.s.Knob(k.id, k.path)
+	v, rootUID, err := k.s.knob(k.id, k.path)
 	if err != nil {
 		return syscall.EIO
 	}
+	a.Uid = rootUID
 	now := k.s.now()
 	k.c.mu.Lock()
 	defer k.c.mu.Unlock()
